@@ -1,0 +1,110 @@
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { envSchema, type Mailbox } from './schema.ts';
+
+export type { Mailbox } from './schema.ts';
+
+/** The project's root folder; relative paths in the config are resolved against it. */
+export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The pipeline's settings: parsed once, frozen, and handed to everything else. */
+export interface Config {
+  readonly redis: { readonly url: string; readonly prefix: string };
+  readonly smtp: {
+    readonly url: string;
+    /** Open SMTP connections per worker process. */
+    readonly poolSize: number;
+    /** Messages sent over one connection before it is recycled. */
+    readonly maxMessagesPerConnection: number;
+  };
+  readonly mail: { readonly from: Mailbox; readonly newsletterName: string };
+  /** Base for every link in the email (unsubscribe, view in browser); https, no trailing slash. */
+  readonly publicUrl: string;
+  /** Signs unsubscribe tokens. */
+  readonly appSecret: string;
+  /** Absolute path of the folder that holds one <issue>.yaml per issue. */
+  readonly issuesDir: string;
+  readonly send: {
+    /** Jobs one worker process runs at once. */
+    readonly workerConcurrency: number;
+    /** Tries per message, the first included. */
+    readonly maxAttempts: number;
+    /** Delay before the first retry; each later retry doubles it. */
+    readonly backoffMs: number;
+    /** Jobs added per addBulk call during fan-out. */
+    readonly fanOutChunkSize: number;
+    /** How long a stopping worker waits for jobs in flight before handing them back. */
+    readonly shutdownTimeoutMs: number;
+  };
+}
+
+/** A setting is missing or malformed; the message names the key. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: readonly string[]) {
+    super(`Invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
+  }
+}
+
+/**
+ * Parses settings from a plain key/value source. Pure: the caller decides where the values come
+ * from (process.env in the shells, literals in tests).
+ */
+export function parseConfig(source: Readonly<Record<string, string | undefined>>): Config {
+  const result = envSchema.safeParse(source);
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((issue) => {
+        const key = String(issue.path[0] ?? '');
+        return issue.message.includes(key) ? issue.message : `${key}: ${issue.message}`;
+      }),
+    );
+  }
+  const env = result.data;
+  return deepFreeze({
+    redis: { url: env.REDIS_URL, prefix: env.REDIS_PREFIX },
+    smtp: {
+      url: env.SMTP_URL,
+      poolSize: env.SMTP_POOL_SIZE,
+      maxMessagesPerConnection: env.SMTP_MAX_MESSAGES_PER_CONNECTION,
+    },
+    mail: { from: env.MAIL_FROM, newsletterName: env.NEWSLETTER_NAME },
+    publicUrl: env.PUBLIC_URL,
+    appSecret: env.APP_SECRET,
+    issuesDir: path.resolve(PROJECT_ROOT, env.ISSUES_DIR),
+    send: {
+      workerConcurrency: env.WORKER_CONCURRENCY,
+      maxAttempts: env.SEND_MAX_ATTEMPTS,
+      backoffMs: env.SEND_BACKOFF_MS,
+      fanOutChunkSize: env.FANOUT_CHUNK_SIZE,
+      shutdownTimeoutMs: env.WORKER_SHUTDOWN_TIMEOUT_MS,
+    },
+  });
+}
+
+let loaded: Config | undefined;
+
+/**
+ * The one reader of the environment: loads .env (if present) into process.env, parses once, and
+ * returns the same frozen Config on every later call. `defaults` fill keys the environment leaves
+ * unset (the demo uses this for its embedded settings).
+ */
+export async function loadConfig(defaults: Readonly<Record<string, string>> = {}): Promise<Config> {
+  if (loaded) return loaded;
+  const dotenv = await import('dotenv');
+  dotenv.config({ path: path.join(PROJECT_ROOT, '.env'), quiet: true });
+  loaded = parseConfig({ ...defaults, ...definedOnly(process.env) });
+  return loaded;
+}
+
+function definedOnly(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined && entry[1] !== ''));
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,72 @@
+import { z } from 'zod';
+import addressparser from 'nodemailer/lib/addressparser';
+
+const positiveInt = (name: string) =>
+  z.coerce
+    .number({ error: `${name} must be a whole number` })
+    .int(`${name} must be a whole number`)
+    .positive(`${name} must be greater than 0`);
+
+function requiredString(name: string) {
+  return z.string({ error: `${name} is required` }).trim().min(1, `${name} is required`);
+}
+
+function urlWithScheme(name: string, schemes: readonly string[]) {
+  return requiredString(name).refine(
+    (value) => {
+      try {
+        return schemes.includes(new URL(value).protocol.replace(/:$/, ''));
+      } catch {
+        return false;
+      }
+    },
+    { message: `${name} must be a URL starting with ${schemes.map((s) => `${s}://`).join(' or ')}` },
+  );
+}
+
+/** A sender, parsed from `Name <address>`. */
+export interface Mailbox {
+  readonly name: string;
+  readonly address: string;
+}
+
+function parseMailbox(name: string) {
+  return requiredString(name).transform((value, ctx): Mailbox => {
+    const [parsed] = addressparser(value);
+    const address = parsed && 'address' in parsed ? parsed.address : '';
+    if (!parsed || !address || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(address)) {
+      ctx.addIssue({ code: 'custom', message: `${name} must be a mailbox such as "IR Weekly <news@example.org>"` });
+      return z.NEVER;
+    }
+    return { name: parsed.name, address };
+  });
+}
+
+/**
+ * The environment keys the pipeline reads, with their defaults. Every key is documented in .env.example;
+ * keep the two in step.
+ */
+export const envSchema = z.object({
+  REDIS_URL: urlWithScheme('REDIS_URL', ['redis', 'rediss']),
+  REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_{}-]+$/, 'REDIS_PREFIX may hold letters, digits, _, -, { and } only')
+    .default('nl'),
+  SMTP_URL: urlWithScheme('SMTP_URL', ['smtp', 'smtps']),
+  MAIL_FROM: parseMailbox('MAIL_FROM'),
+  NEWSLETTER_NAME: z.string().trim().min(1, 'NEWSLETTER_NAME must not be empty').default('IR Research Weekly'),
+  PUBLIC_URL: urlWithScheme('PUBLIC_URL', ['https']).transform((value) => value.replace(/\/+$/, '')),
+  APP_SECRET: requiredString('APP_SECRET').refine((value) => value.length >= 32, {
+    message: 'APP_SECRET must be at least 32 characters (try: openssl rand -hex 32)',
+  }),
+  ISSUES_DIR: z.string().min(1).default('emails/issues'),
+  WORKER_CONCURRENCY: positiveInt('WORKER_CONCURRENCY').default(50),
+  SMTP_POOL_SIZE: positiveInt('SMTP_POOL_SIZE').default(5),
+  SMTP_MAX_MESSAGES_PER_CONNECTION: positiveInt('SMTP_MAX_MESSAGES_PER_CONNECTION').default(1000),
+  SEND_MAX_ATTEMPTS: positiveInt('SEND_MAX_ATTEMPTS').default(5),
+  SEND_BACKOFF_MS: positiveInt('SEND_BACKOFF_MS').default(30_000),
+  FANOUT_CHUNK_SIZE: positiveInt('FANOUT_CHUNK_SIZE').default(1000),
+  WORKER_SHUTDOWN_TIMEOUT_MS: positiveInt('WORKER_SHUTDOWN_TIMEOUT_MS').default(30_000),
+});
+
+export type EnvInput = z.input<typeof envSchema>;

@@ -1,0 +1,45 @@
+/**
+ * Errors a user can act on: bad input, unknown names, refused operations. The CLI prints their
+ * message and exits non-zero without a stack trace; anything else is a bug and keeps its stack.
+ */
+export class UserFacingError extends Error {
+  override readonly name: string = 'UserFacingError';
+}
+
+/** No issue file with that id exists. */
+export class UnknownIssueError extends UserFacingError {
+  override readonly name = 'UnknownIssueError';
+  constructor(
+    readonly issueId: string,
+    readonly issuesDir: string,
+    readonly known: readonly string[],
+  ) {
+    super(
+      `Unknown issue "${issueId}": there is no ${issueId}.yaml in ${issuesDir}.` +
+        (known.length > 0 ? ` Known issues: ${known.join(', ')}.` : ''),
+    );
+  }
+}
+
+/** An issue file exists but does not parse or does not match the schema. */
+export class IssueContentError extends UserFacingError {
+  override readonly name = 'IssueContentError';
+  constructor(
+    readonly file: string,
+    readonly problems: readonly { readonly field: string; readonly reason: string }[],
+  ) {
+    super(`Invalid issue file ${file}:\n${problems.map((p) => `  - ${p.field}: ${p.reason}`).join('\n')}`);
+  }
+}
+
+/** A template does not compile: Handlebars syntax or MJML validation. */
+export class TemplateError extends UserFacingError {
+  override readonly name = 'TemplateError';
+  constructor(
+    readonly template: string,
+    readonly element: string | undefined,
+    readonly reason: string,
+  ) {
+    super(`Template ${template}${element ? `, element <${element}>` : ''}: ${reason}`);
+  }
+}

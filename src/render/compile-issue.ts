@@ -1,0 +1,121 @@
+import { createHash } from 'node:crypto';
+import mjml2html from 'mjml';
+import type { Issue } from '../content/issue-schema.ts';
+import { markdownInlineToHtml, markdownToHtml } from '../content/markdown.ts';
+import { TemplateError } from '../errors.ts';
+import { formatDateLine, LINK_LABELS } from './link-labels.ts';
+import { loadTemplateSet, templateAtLine } from './templates.ts';
+import { buildTextTemplate } from './text-email.ts';
+
+/** Gmail clips an HTML body past 102 KB and hides the rest, the footer with the unsubscribe link included. */
+export const GMAIL_CLIP_BYTES = 102 * 1024;
+
+/** What compiling needs besides the issue: where it goes and who sends it. */
+export interface CompileContext {
+  readonly newsletterName: string;
+  readonly publicUrl: string;
+  readonly listName: string;
+  /** Folder with layout.mjml.hbs and partials/. */
+  readonly templatesDir: string;
+}
+
+/**
+ * One issue compiled for one send: everything per issue is done, and what stays per subscriber
+ * ({{name}}, {{email}}, {{unsubscribeUrl}}) is left as Handlebars placeholders. Stored with the send,
+ * so that every worker sends this exact version.
+ */
+export interface CompiledIssue {
+  readonly issueId: string;
+  readonly listName: string;
+  readonly subject: string;
+  /** Handlebars source of the HTML part (HTML-escaping). */
+  readonly htmlTemplate: string;
+  /** Handlebars source of the text part (compile with noEscape). */
+  readonly textTemplate: string;
+  readonly viewInBrowserUrl: string;
+  /** sha256 of both templates and the subject, to tell versions apart. */
+  readonly contentHash: string;
+  readonly warnings: readonly string[];
+}
+
+/** Compiles an issue: content → MJML (strict) → HTML, plus the text part, once per send. */
+export async function compileIssue(issue: Issue, context: CompileContext): Promise<CompiledIssue> {
+  const templates = await loadTemplateSet(context.templatesDir);
+  const dateLine = formatDateLine(issue.volume, issue.dates.from, issue.dates.to);
+  const viewInBrowserUrl = `${context.publicUrl}/issues/${issue.id}`;
+  const linkView = (link: Issue['papers'][number]['links'][number]) => ({
+    url: link.url,
+    icon: LINK_LABELS[link.type].icon,
+    label: link.label ?? LINK_LABELS[link.type].label,
+  });
+
+  const mjmlSource = templates.render({
+    newsletterName: context.newsletterName,
+    listName: context.listName,
+    volume: issue.volume,
+    title: issue.title,
+    preheader: issue.preheader,
+    dateLine,
+    viewInBrowserUrl,
+    introHtml: markdownToHtml(issue.intro.text),
+    highlights: issue.intro.highlights,
+    papers: issue.papers.map((paper) => ({
+      number: paper.number,
+      title: paper.title,
+      organisation: paper.organisation,
+      summaryHtml: markdownToHtml(paper.summary),
+      links: paper.links.map(linkView),
+    })),
+    tools: issue.tools.map((tool) => ({
+      name: tool.name,
+      descriptionHtml: markdownToHtml(tool.description),
+      links: tool.links.map(linkView),
+    })),
+    closingHtml: markdownToHtml(issue.closing),
+  });
+
+  const htmlTemplate = await mjmlToHtml(mjmlSource);
+  const textTemplate = buildTextTemplate(issue, { newsletterName: context.newsletterName, dateLine, viewInBrowserUrl, listName: context.listName });
+  const subject = issue.subject ?? `${context.newsletterName} Vol.${issue.volume}: ${issue.title}`;
+
+  const warnings: string[] = [];
+  const htmlBytes = Buffer.byteLength(htmlTemplate);
+  if (htmlBytes > GMAIL_CLIP_BYTES) {
+    warnings.push(`HTML is ${formatKb(htmlBytes)}, over the ${formatKb(GMAIL_CLIP_BYTES)} at which Gmail clips the message (and hides the unsubscribe link).`);
+  }
+  return {
+    issueId: issue.id,
+    listName: context.listName,
+    subject,
+    htmlTemplate,
+    textTemplate,
+    viewInBrowserUrl,
+    contentHash: createHash('sha256').update(subject).update('\0').update(htmlTemplate).update('\0').update(textTemplate).digest('hex'),
+    warnings,
+  };
+}
+
+interface MjmlValidationError {
+  readonly line?: number;
+  readonly tagName?: string;
+  readonly message?: string;
+}
+
+async function mjmlToHtml(mjmlSource: string): Promise<string> {
+  let result: Awaited<ReturnType<typeof mjml2html>>;
+  try {
+    result = await mjml2html(mjmlSource, { validationLevel: 'strict', keepComments: false });
+  } catch (error) {
+    const details = (error as { errors?: MjmlValidationError[] }).errors;
+    const first = details?.[0];
+    if (!first) throw new TemplateError('layout.mjml.hbs', undefined, `MJML: ${(error as Error).message}`);
+    const template = first.line === undefined ? 'layout.mjml.hbs' : templateAtLine(mjmlSource, first.line);
+    const more = details.length > 1 ? ` (and ${details.length - 1} more)` : '';
+    throw new TemplateError(template, first.tagName, `MJML: ${first.message ?? 'invalid'}${more}`);
+  }
+  return result.html;
+}
+
+function formatKb(bytes: number): string {
+  return `${(bytes / 1024).toFixed(1)} KB`;
+}
