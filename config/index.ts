@@ -83,6 +83,20 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
 }
 
 let loaded: Config | undefined;
+let dotenvLoaded = false;
+
+async function loadDotenv(): Promise<void> {
+  if (dotenvLoaded) return;
+  const dotenv = await import('dotenv');
+  dotenv.config({ path: path.join(PROJECT_ROOT, '.env'), quiet: true });
+  dotenvLoaded = true;
+}
+
+/** Whether the environment (or .env) sets a key; the demo uses it to decide what to start itself. */
+export async function environmentSets(key: string): Promise<boolean> {
+  await loadDotenv();
+  return (process.env[key] ?? '') !== '';
+}
 
 /**
  * The one reader of the environment: loads .env (if present) into process.env, parses once, and
@@ -91,8 +105,7 @@ let loaded: Config | undefined;
  */
 export async function loadConfig(defaults: Readonly<Record<string, string>> = {}): Promise<Config> {
   if (loaded) return loaded;
-  const dotenv = await import('dotenv');
-  dotenv.config({ path: path.join(PROJECT_ROOT, '.env'), quiet: true });
+  await loadDotenv();
   loaded = parseConfig({ ...defaults, ...definedOnly(process.env) });
   return loaded;
 }

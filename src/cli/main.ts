@@ -1,0 +1,188 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { ConfigError, loadConfig, type Config } from '../../config/index.ts';
+import { UserFacingError } from '../errors.ts';
+import { buildIssuePreview } from '../render/build-preview.ts';
+import { GMAIL_CLIP_BYTES } from '../render/compile-issue.ts';
+import { openServices, type Services } from '../services.ts';
+import { startSend } from '../sends/start-send.ts';
+import { cleanDisplayName, normaliseEmail } from '../subscribers/address.ts';
+import { importSubscribersCsv } from '../subscribers/import-csv.ts';
+import { DEFAULT_LIST, LIST_NAME_SHAPE } from '../subscribers/subscriber-store.ts';
+import { describeSendStatus, sendStatusReport } from './status-report.ts';
+
+function listName(value: string): string {
+  if (!LIST_NAME_SHAPE.test(value)) throw new InvalidArgumentError('a list name is lower-case letters, digits, - and _ (e.g. weekly)');
+  return value;
+}
+
+async function withServices<T>(run: (config: Config, services: Services) => Promise<T>): Promise<T> {
+  const config = await loadConfig();
+  const services = await openServices(config);
+  try {
+    return await run(config, services);
+  } finally {
+    await services.close();
+  }
+}
+
+function formatBytes(bytes: number): string {
+  return `${(bytes / 1024).toFixed(1)} KB (${bytes} bytes)`;
+}
+
+const program = new Command('newsletter')
+  .description('Newsletter delivery pipeline: build an issue, manage subscribers, send, and watch the send.')
+  .showHelpAfterError();
+
+program
+  .command('build')
+  .description('Compile an issue and write <issue>.html and <issue>.txt filled for a sample subscriber')
+  .argument('<issue>', 'issue id, e.g. vol-138 (a file emails/issues/<issue>.yaml)')
+  .option('--out <dir>', 'output folder', 'out')
+  .option('--list <name>', 'list the footer names', listName, DEFAULT_LIST)
+  .action(async (issueId: string, options: { out: string; list: string }) => {
+    const config = await loadConfig();
+    const preview = await buildIssuePreview(config, issueId, options.list);
+    await mkdir(options.out, { recursive: true });
+    const htmlFile = path.join(options.out, `${issueId}.html`);
+    const textFile = path.join(options.out, `${issueId}.txt`);
+    await writeFile(htmlFile, preview.html);
+    await writeFile(textFile, preview.text);
+    const htmlBytes = Buffer.byteLength(preview.html);
+    console.log(`${htmlFile}  ${formatBytes(htmlBytes)}  (Gmail clips past ${formatBytes(GMAIL_CLIP_BYTES)})`);
+    console.log(`${textFile}  ${formatBytes(Buffer.byteLength(preview.text))}`);
+    console.log(`subject: ${preview.compiled.subject}`);
+    for (const warning of preview.compiled.warnings) console.warn(`warning: ${warning}`);
+    if (preview.issue.status === 'draft') console.warn(`note: issue ${issueId} is a draft; "newsletter send" will refuse it until its status is finished.`);
+  });
+
+const subscribers = program.command('subscribers').description('Import, add, count and inspect subscribers');
+
+subscribers
+  .command('import')
+  .description('Import a CSV (header row; "email" required, "name" optional, other columns become attributes)')
+  .argument('<file>', 'CSV file')
+  .option('--list <name>', 'list to add them to', listName, DEFAULT_LIST)
+  .action(async (file: string, options: { list: string }) => {
+    const report = await withServices((_, services) => importSubscribersCsv(services.subscribers, file, options.list));
+    console.log(`list ${options.list}: ${report.imported} imported, ${report.updated} updated, ${report.invalid.length} invalid`);
+    for (const row of report.invalid.slice(0, 50)) console.log(`  line ${row.line}: ${row.reason}`);
+    if (report.invalid.length > 50) console.log(`  … and ${report.invalid.length - 50} more invalid rows`);
+  });
+
+subscribers
+  .command('add')
+  .description('Add one subscriber, or merge into the existing one with that address')
+  .argument('<email>')
+  .option('--name <name>', 'display name')
+  .option('--list <name>', 'list to add them to', listName, DEFAULT_LIST)
+  .action(async (rawEmail: string, options: { name?: string; list: string }) => {
+    const email = normaliseEmail(rawEmail);
+    if (!email) throw new UserFacingError(`"${rawEmail}" is not a valid email address`);
+    const result = await withServices((_, services) =>
+      services.subscribers.upsert({ email, name: cleanDisplayName(options.name), list: options.list }),
+    );
+    console.log(`${result.created ? 'added' : 'updated'} ${email} (id ${result.id}) on list ${options.list}`);
+  });
+
+subscribers
+  .command('count')
+  .description('Count the subscribers of a list, by status')
+  .option('--list <name>', 'list', listName, DEFAULT_LIST)
+  .action(async (options: { list: string }) => {
+    const counts = await withServices((_, services) => services.subscribers.countList(options.list));
+    const parts = Object.entries(counts.byStatus).map(([status, count]) => `${count} ${status}`);
+    console.log(`list ${options.list}: ${counts.total} subscribers (${parts.join(', ')})`);
+  });
+
+subscribers
+  .command('show')
+  .description('Show one subscriber: status, lists, attributes')
+  .argument('<email>')
+  .option('--json', 'print JSON')
+  .action(async (rawEmail: string, options: { json?: boolean }) => {
+    const email = normaliseEmail(rawEmail);
+    if (!email) throw new UserFacingError(`"${rawEmail}" is not a valid email address`);
+    const shown = await withServices(async (_, services) => {
+      const id = await services.subscribers.findIdByEmail(email);
+      const subscriber = id ? await services.subscribers.get(id) : undefined;
+      if (!id || !subscriber) throw new UserFacingError(`No subscriber with the address ${email}`);
+      return { ...subscriber, lists: await services.subscribers.listsOf(id) };
+    });
+    if (options.json) console.log(JSON.stringify(shown, null, 2));
+    else {
+      console.log(`${shown.email} (id ${shown.id})\n  name: ${shown.name || '(none)'}\n  status: ${shown.status}\n  lists: ${shown.lists.join(', ') || '(none)'}`);
+      for (const [key, value] of Object.entries(shown.attributes)) console.log(`  ${key}: ${value}`);
+    }
+  });
+
+program
+  .command('send')
+  .description('Send a finished issue to a list: records the send and queues one job per active subscriber')
+  .argument('<issue>', 'issue id, e.g. vol-138')
+  .option('--list <name>', 'list to send to', listName, DEFAULT_LIST)
+  .option('--resend', 'send again although this issue already went to this list')
+  .action(async (issueId: string, options: { list: string; resend?: boolean }) => {
+    const result = await withServices(async (config, services) => {
+      const started = await startSend({ config, ...services }, { issueId, list: options.list, resend: options.resend === true });
+      return { ...started, record: await services.sends.get(started.sendId) };
+    });
+    for (const warning of result.warnings) console.warn(`warning: ${warning}`);
+    console.log(`${result.resumed ? 'resumed send' : 'send'} ${result.sendId}: ${result.record?.total ?? 0} recipients queued`);
+    console.log(`follow it with: newsletter status ${issueId} --list ${options.list}`);
+    console.log(result.sendId);
+  });
+
+program
+  .command('worker')
+  .description('Run a send worker until SIGTERM or SIGINT; run several processes to send faster')
+  .action(async () => {
+    const config = await loadConfig();
+    const { startSendWorker } = await import('../../workers/send-worker.ts');
+    const handle = await startSendWorker(config);
+    console.log(`worker ${process.pid} running: concurrency ${config.send.workerConcurrency}, SMTP pool ${config.smtp.poolSize}`);
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        console.log(`${signal}: finishing the jobs in flight (up to ${config.send.shutdownTimeoutMs} ms)…`);
+        void handle.close().then(({ handedBack }) => {
+          console.log(handedBack ? 'stopped; jobs still in flight were handed back to the queue' : 'stopped cleanly');
+          resolve();
+        });
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+  });
+
+program
+  .command('status')
+  .description('Show how a send of an issue stands: state, total, accepted, failed, skipped, pending')
+  .argument('<issue>', 'issue id')
+  .option('--list <name>', 'the send to this list (default: the latest send of the issue)', listName)
+  .option('--json', 'print one JSON object')
+  .action(async (issueId: string, options: { list?: string; json?: boolean }) => {
+    const report = await withServices((config, services) => sendStatusReport(config, services, issueId, options.list));
+    console.log(options.json ? JSON.stringify(report, null, 2) : describeSendStatus(report));
+  });
+
+program
+  .command('demo')
+  .description('Send vol-138 to ~50 sample subscribers through a local capture SMTP server (./outbox/)')
+  .action(async () => {
+    const { runDemo } = await import('../demo/run-demo.ts');
+    await runDemo();
+  });
+
+export async function main(argv: readonly string[]): Promise<void> {
+  try {
+    await program.parseAsync([...argv]);
+  } catch (error) {
+    if (error instanceof UserFacingError || error instanceof ConfigError) {
+      console.error(`error: ${error.message}`);
+      process.exitCode = 1;
+      return;
+    }
+    throw error;
+  }
+}

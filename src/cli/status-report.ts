@@ -1,0 +1,55 @@
+import type { Config } from '../../config/index.ts';
+import { loadIssue } from '../content/load-issue.ts';
+import { UserFacingError } from '../errors.ts';
+import type { RecipientFailure, SendRecord } from '../sends/send-store.ts';
+import type { Services } from '../services.ts';
+
+/** The status of one send, as `newsletter status --json` prints it. */
+export interface SendStatusReport extends SendRecord {
+  readonly sendId: string;
+  /** Up to 20 failed recipients, with the SMTP reply that failed them. */
+  readonly failures: readonly ({ readonly email: string; readonly subscriberId: string } & RecipientFailure)[];
+}
+
+const FAILURES_SHOWN = 20;
+
+/** Loads the latest send of an issue (to a list, if given) with who failed and why. */
+export async function sendStatusReport(config: Config, services: Services, issueId: string, list: string | undefined): Promise<SendStatusReport> {
+  const sendId = await services.sends.latestId(issueId, list);
+  if (!sendId) {
+    await loadIssue(config.issuesDir, issueId); // an unknown issue says so, rather than "not sent"
+    throw new UserFacingError(`Issue "${issueId}" has not been sent${list ? ` to list "${list}"` : ''} yet.`);
+  }
+  const record = await services.sends.get(sendId);
+  if (!record) throw new Error(`Send ${sendId} is listed but its record is missing`);
+  const failures = await services.sends.failures(sendId, FAILURES_SHOWN);
+  const withEmails = await Promise.all(
+    failures.map(async ({ subscriberId, failure }) => ({
+      subscriberId,
+      email: (await services.subscribers.get(subscriberId))?.email ?? '(deleted)',
+      ...failure,
+    })),
+  );
+  return { ...record, sendId, failures: withEmails };
+}
+
+/** The human-readable form of a status report. */
+export function describeSendStatus(report: SendStatusReport): string {
+  const lines = [
+    `send ${report.sendId}: issue ${report.issueId} to list ${report.list}`,
+    `  state     ${report.state}`,
+    `  total     ${report.total}`,
+    `  accepted  ${report.accepted}   (the SMTP server answered 250; not proof of delivery)`,
+    `  failed    ${report.failed}`,
+    `  skipped   ${report.skipped}   (unsubscribed or suppressed after the send was queued)`,
+    `  pending   ${report.pending}`,
+    `  started   ${report.createdAt}${report.finishedAt ? `\n  finished  ${report.finishedAt}` : ''}`,
+  ];
+  if (report.failures.length > 0) {
+    lines.push('  failed recipients:');
+    for (const failure of report.failures) {
+      lines.push(`    ${failure.email}: ${failure.responseCode ?? failure.code ?? ''} ${failure.response ?? ''} (${failure.attempts} attempt(s))`);
+    }
+  }
+  return lines.join('\n');
+}

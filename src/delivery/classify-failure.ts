@@ -1,0 +1,63 @@
+import { UnrecoverableError } from 'bullmq';
+
+/** The structured fields nodemailer puts on an SMTP error; meaning is never read from the text. */
+export interface SmtpFailureFields {
+  readonly code?: string | undefined;
+  readonly responseCode?: number | undefined;
+  readonly response?: string | undefined;
+  readonly command?: string | undefined;
+}
+
+/**
+ * A retry decision. `bounce` says, for a recipient-level rejection, whether the address itself is
+ * bad (hard) or the problem is temporary (soft); it is undefined for failures that are ours or the
+ * network's.
+ */
+export interface FailureClass {
+  readonly permanent: boolean;
+  readonly bounce: 'hard' | 'soft' | undefined;
+  readonly reason: string;
+}
+
+/** nodemailer codes for failures of the connection or the network: the message never got a verdict. */
+const TRANSIENT_CODES: ReadonlySet<string> = new Set(['ECONNECTION', 'ETIMEDOUT', 'ESOCKET', 'EDNS', 'ECONNRESET', 'ECONNREFUSED', 'EPROTOCOL', 'ETLS']);
+
+/**
+ * Classifies a failed SMTP attempt from its structured fields (RFC 5321 reply code, RFC 3463
+ * enhanced status, nodemailer `code`). Pure; the table in tests/unit/classify-failure.test.ts pins it.
+ */
+export function classifySmtpFailure(fields: SmtpFailureFields): FailureClass {
+  const { responseCode, code } = fields;
+  const enhanced = enhancedStatus(fields.response);
+
+  if (responseCode !== undefined && responseCode >= 500 && responseCode < 600) {
+    // 503 is "bad sequence of commands": our session's fault, not this message's.
+    if (responseCode === 503) return { permanent: false, bounce: undefined, reason: `SMTP ${responseCode}: bad sequence, retry` };
+    const recipientProblem = fields.command === 'RCPT TO' || enhanced?.startsWith('5.1.') === true;
+    return { permanent: true, bounce: recipientProblem ? 'hard' : undefined, reason: `SMTP ${responseCode}${enhanced ? ` ${enhanced}` : ''}: permanent` };
+  }
+  if (responseCode !== undefined && responseCode >= 400 && responseCode < 500) {
+    return { permanent: false, bounce: fields.command === 'RCPT TO' ? 'soft' : undefined, reason: `SMTP ${responseCode}${enhanced ? ` ${enhanced}` : ''}: temporary` };
+  }
+  if (code && TRANSIENT_CODES.has(code)) return { permanent: false, bounce: undefined, reason: `${code}: connection problem, retry` };
+  // A bad credential or TLS setup is an ops problem: retrying keeps the message until it is fixed.
+  if (code === 'EAUTH') return { permanent: false, bounce: undefined, reason: 'EAUTH: SMTP authentication failed, retry' };
+  // Rejected before talking to the server: an address or message nodemailer itself refuses.
+  if (code === 'EENVELOPE' || code === 'EMESSAGE') return { permanent: true, bounce: undefined, reason: `${code}: refused before sending` };
+  return { permanent: false, bounce: undefined, reason: `${code ?? 'unknown error'}: retry` };
+}
+
+function enhancedStatus(response: string | undefined): string | undefined {
+  return response ? /\b([245]\.\d{1,3}\.\d{1,3})\b/.exec(response)?.[1] : undefined;
+}
+
+/** A delivery that must not be retried; BullMQ fails the job at once. */
+export class PermanentDeliveryError extends UnrecoverableError {
+  override readonly name = 'PermanentDeliveryError';
+  constructor(
+    message: string,
+    readonly failure: FailureClass,
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,92 @@
+import type { Job } from 'bullmq';
+import type { Transporter } from 'nodemailer';
+import type { Config } from '../../config/index.ts';
+import type { SendJobData } from '../sends/send-queue.ts';
+import type { SendStore } from '../sends/send-store.ts';
+import type { SubscriberStore } from '../subscribers/subscriber-store.ts';
+import { classifySmtpFailure, PermanentDeliveryError, type SmtpFailureFields } from './classify-failure.ts';
+import { prepareMessageComposer, type MessageComposer } from './compose-message.ts';
+
+/** What a job did, kept as the job's return value for the dashboard. */
+export type DeliveryOutcome =
+  | { readonly outcome: 'accepted'; readonly messageId: string; readonly response: string }
+  | { readonly outcome: 'skipped'; readonly reason: string }
+  | { readonly outcome: 'already-done'; readonly state: string };
+
+/** Compiled sends kept per worker process; a worker rarely serves more than one or two at once. */
+const COMPOSER_CACHE_SIZE = 8;
+
+/**
+ * Builds the job handler of the send workers. For each job it takes the recipient's record as the
+ * guard (a recipient already accepted is never mailed again, whatever BullMQ redelivers), reloads
+ * the subscriber, renders from the send's compiled issue (prepared once per send and cached), and
+ * sends through the pooled transport.
+ */
+export function createDeliveryHandler(deps: {
+  readonly config: Config;
+  readonly sends: SendStore;
+  readonly subscribers: SubscriberStore;
+  readonly transport: Transporter;
+}): (job: Job<SendJobData>) => Promise<DeliveryOutcome> {
+  const { config, sends, subscribers, transport } = deps;
+  const composers = new Map<string, Promise<MessageComposer>>();
+
+  const composerFor = (sendId: string): Promise<MessageComposer> => {
+    let composer = composers.get(sendId);
+    if (!composer) {
+      composer = (async () => {
+        const compiled = await sends.loadCompiled(sendId);
+        if (!compiled) throw new Error(`Send ${sendId} has no compiled issue stored`);
+        return prepareMessageComposer(compiled, {
+          sendId,
+          list: compiled.listName,
+          from: config.mail.from,
+          newsletterName: config.mail.newsletterName,
+          publicUrl: config.publicUrl,
+          appSecret: config.appSecret,
+        });
+      })();
+      composer.catch(() => composers.delete(sendId));
+      composers.set(sendId, composer);
+      if (composers.size > COMPOSER_CACHE_SIZE) composers.delete(composers.keys().next().value as string);
+    }
+    return composer;
+  };
+
+  return async (job) => {
+    const { sendId, subscriberId } = job.data;
+    const [state, subscriber] = await Promise.all([sends.recipientState(sendId, subscriberId), subscribers.get(subscriberId)]);
+    if (state !== 'queued') return { outcome: 'already-done', state: state ?? 'unknown' };
+    if (!subscriber || subscriber.status !== 'active') {
+      const reason = subscriber ? `subscriber is ${subscriber.status}` : 'subscriber no longer exists';
+      await sends.markRecipient(sendId, subscriberId, 'skipped');
+      return { outcome: 'skipped', reason };
+    }
+
+    const attempts = job.attemptsMade + 1;
+    const lastAttempt = attempts >= (job.opts.attempts ?? 1);
+    try {
+      const message = (await composerFor(sendId)).compose(subscriber);
+      const info = (await transport.sendMail({ envelope: message.envelope, raw: message.raw })) as { response?: string };
+      await sends.markRecipient(sendId, subscriberId, 'accepted');
+      return { outcome: 'accepted', messageId: message.messageId, response: info.response ?? '' };
+    } catch (error) {
+      const fields = error as SmtpFailureFields;
+      const failure = classifySmtpFailure(fields);
+      // Whatever the cause, a recipient whose job ends here is recorded as failed, with the reason,
+      // so that a send always completes and ops can see who failed.
+      if (failure.permanent || lastAttempt) {
+        await sends.markRecipient(sendId, subscriberId, 'failed', {
+          at: new Date().toISOString(),
+          permanent: failure.permanent,
+          code: fields.code,
+          responseCode: fields.responseCode,
+          response: fields.response ?? (error as Error).message,
+          attempts,
+        });
+      }
+      if (failure.permanent) throw new PermanentDeliveryError(`${subscriber.email}: ${failure.reason}: ${fields.response ?? (error as Error).message}`, failure);
+      throw error;
+    }
+  };
+}

@@ -1,0 +1,80 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { SMTPServer, type SMTPServerAddress } from 'smtp-server';
+
+/** A rejection the sink gives at RCPT TO, as a real MTA would (e.g. 550 5.1.1 user unknown). */
+export interface SmtpRejection {
+  readonly responseCode: number;
+  readonly message: string;
+}
+
+export interface SmtpSinkOptions {
+  /** Writes each accepted message to this folder as <n>.eml. */
+  readonly outboxDir?: string;
+  /** Sees each accepted message (raw bytes and envelope recipients). */
+  readonly onMessage?: (raw: Buffer, recipients: readonly string[]) => void;
+  /** Decides per recipient whether to reject it at RCPT TO. */
+  readonly rejectRecipient?: (address: string) => SmtpRejection | undefined;
+  /** Keep the bytes of each message in memory; off for the benchmark. */
+  readonly bufferMessages?: boolean;
+}
+
+/** A running sink. */
+export interface SmtpSink {
+  readonly url: string;
+  readonly port: number;
+  /** Messages accepted (250 after DATA). */
+  accepted(): number;
+  stop(): Promise<void>;
+}
+
+/**
+ * A real SMTP server (npm smtp-server) on loopback that accepts mail like an MTA and can reject
+ * chosen recipients. The demo writes what it accepts to ./outbox; tests parse it.
+ */
+export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<SmtpSink> {
+  if (options.outboxDir) await mkdir(options.outboxDir, { recursive: true });
+  let acceptedCount = 0;
+  const buffer = options.bufferMessages ?? Boolean(options.outboxDir || options.onMessage);
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS', 'AUTH'],
+    logger: false,
+    size: 25 * 1024 * 1024,
+    onRcptTo(address: SMTPServerAddress, _session, callback) {
+      const rejection = options.rejectRecipient?.(address.address);
+      if (!rejection) return callback();
+      const error = new Error(rejection.message) as Error & { responseCode: number };
+      error.responseCode = rejection.responseCode;
+      return callback(error);
+    },
+    onData(stream, session, callback) {
+      const chunks: Buffer[] = [];
+      stream.on('data', (chunk: Buffer) => {
+        if (buffer) chunks.push(chunk);
+      });
+      stream.on('end', () => {
+        acceptedCount += 1;
+        const raw = Buffer.concat(chunks);
+        const recipients = session.envelope.rcptTo.map((rcpt) => rcpt.address);
+        options.onMessage?.(raw, recipients);
+        if (!options.outboxDir) return callback();
+        const file = path.join(options.outboxDir, `${String(acceptedCount).padStart(5, '0')}.eml`);
+        writeFile(file, raw).then(() => callback(), callback);
+      });
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.server.address();
+      resolve(typeof address === 'object' && address ? address.port : 0);
+    });
+  });
+  return {
+    url: `smtp://127.0.0.1:${port}`,
+    port,
+    accepted: () => acceptedCount,
+    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

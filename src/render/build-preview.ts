@@ -1,0 +1,31 @@
+import type { Config } from '../../config/index.ts';
+import { loadIssue } from '../content/load-issue.ts';
+import { prepareMessageComposer, type Recipient } from '../delivery/compose-message.ts';
+import { TEMPLATES_DIR } from '../sends/start-send.ts';
+import { compileIssue } from './compile-issue.ts';
+
+/** The subscriber the preview is filled for. */
+export const SAMPLE_RECIPIENT: Recipient = { id: '0', email: 'ada.lovelace@example.org', name: 'Ada Lovelace' };
+
+/**
+ * Compiles an issue exactly as a send would and fills it for a sample subscriber: what the editor
+ * checks before pressing send.
+ */
+export async function buildIssuePreview(config: Config, issueId: string, list: string) {
+  const issue = await loadIssue(config.issuesDir, issueId);
+  const compiled = await compileIssue(issue, {
+    newsletterName: config.mail.newsletterName,
+    publicUrl: config.publicUrl,
+    listName: list,
+    templatesDir: TEMPLATES_DIR,
+  });
+  const composer = await prepareMessageComposer(compiled, {
+    sendId: `${issue.id}.preview`,
+    list,
+    from: config.mail.from,
+    newsletterName: config.mail.newsletterName,
+    publicUrl: config.publicUrl,
+    appSecret: config.appSecret,
+  });
+  return { issue, compiled, ...composer.renderParts(SAMPLE_RECIPIENT) };
+}

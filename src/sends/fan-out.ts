@@ -1,0 +1,33 @@
+import type { Queue } from 'bullmq';
+import type { SubscriberStore } from '../subscribers/subscriber-store.ts';
+import { sendJobId, type SendJobData } from './send-queue.ts';
+import type { SendStore } from './send-store.ts';
+
+/**
+ * Queues one job per active member of the send's list, in chunks, resuming after the stored
+ * cursor. Crash-safe by construction: recipients are recorded before their jobs are added, job ids
+ * are deterministic, and the cursor moves only after a chunk is queued, so a resumed fan-out
+ * repeats at most one chunk and that repeat adds nothing.
+ */
+export async function fanOut(options: {
+  readonly sendId: string;
+  readonly list: string;
+  readonly startAfter: number;
+  readonly chunkSize: number;
+  readonly sends: SendStore;
+  readonly subscribers: SubscriberStore;
+  readonly queue: Queue<SendJobData>;
+}): Promise<void> {
+  const { sendId, list, sends, subscribers, queue, chunkSize } = options;
+  for (let cursor = options.startAfter; ; ) {
+    const ids = await subscribers.listPage(list, cursor, chunkSize);
+    if (ids.length === 0) break;
+    const statuses = await subscribers.statusesOf(ids);
+    const active = ids.filter((_, index) => statuses[index] === 'active');
+    await sends.addRecipients(sendId, active);
+    await queue.addBulk(active.map((subscriberId) => ({ name: 'deliver', data: { sendId, subscriberId }, opts: { jobId: sendJobId(sendId, subscriberId) } })));
+    cursor = Number(ids.at(-1));
+    await sends.advanceFanOutCursor(sendId, cursor);
+  }
+  await sends.markFanOutDone(sendId);
+}

@@ -1,0 +1,77 @@
+import path from 'node:path';
+import type { Queue } from 'bullmq';
+import { PROJECT_ROOT, type Config } from '../../config/index.ts';
+import { loadIssue } from '../content/load-issue.ts';
+import { UserFacingError } from '../errors.ts';
+import { compileIssue } from '../render/compile-issue.ts';
+import type { SubscriberStore } from '../subscribers/subscriber-store.ts';
+import { fanOut } from './fan-out.ts';
+import type { SendJobData } from './send-queue.ts';
+import type { SendStore } from './send-store.ts';
+
+/** A send the pipeline will not start: a draft, a repeat without --resend, an empty list. */
+export class SendRefusedError extends UserFacingError {
+  override readonly name = 'SendRefusedError';
+}
+
+/** Where the MJML layout and partials live. */
+export const TEMPLATES_DIR = path.join(PROJECT_ROOT, 'emails');
+
+export interface StartSendRequest {
+  readonly issueId: string;
+  readonly list: string;
+  /** Send again although this issue already went to this list. */
+  readonly resend: boolean;
+}
+
+export interface StartSendResult {
+  readonly sendId: string;
+  /** True when an interrupted fan-out of an existing send was resumed instead of starting a new send. */
+  readonly resumed: boolean;
+  readonly warnings: readonly string[];
+}
+
+/**
+ * The editor's "send": checks the issue may go out, records the send with its compiled issue, and
+ * fans out one job per active subscriber. Returns once everything is queued; workers do the rest.
+ */
+export async function startSend(
+  deps: { readonly config: Config; readonly sends: SendStore; readonly subscribers: SubscriberStore; readonly queue: Queue<SendJobData> },
+  request: StartSendRequest,
+): Promise<StartSendResult> {
+  const { config, sends, subscribers, queue } = deps;
+  const issue = await loadIssue(config.issuesDir, request.issueId);
+  if (issue.status !== 'finished') {
+    throw new SendRefusedError(`Issue "${issue.id}" is a ${issue.status}; only a finished issue can be sent. Set "status: finished" in its file when it is ready.`);
+  }
+  if (!(await subscribers.listExists(request.list))) {
+    throw new SendRefusedError(`List "${request.list}" has no subscribers; import some with: newsletter subscribers import <file.csv> --list ${request.list}`);
+  }
+
+  const fanOutOptions = { list: request.list, chunkSize: config.send.fanOutChunkSize, sends, subscribers, queue };
+  const existingId = await sends.latestId(issue.id, request.list);
+  const existing = existingId ? await sends.get(existingId) : undefined;
+  if (existing && existing.state === 'preparing') {
+    // A crash or Ctrl-C during fan-out: finish queueing that send with its stored compiled issue.
+    await fanOut({ ...fanOutOptions, sendId: existing.id, startAfter: existing.fanOutCursor });
+    return { sendId: existing.id, resumed: true, warnings: [] };
+  }
+  if (existing && !request.resend) throw alreadySent(existing.id, existing.state, issue.id, request.list);
+
+  const compiled = await compileIssue(issue, {
+    newsletterName: config.mail.newsletterName,
+    publicUrl: config.publicUrl,
+    listName: request.list,
+    templatesDir: TEMPLATES_DIR,
+  });
+  const { created, sendId } = await sends.create(compiled, request.resend);
+  if (!created) throw alreadySent(sendId, 'just started by someone else', issue.id, request.list);
+  await fanOut({ ...fanOutOptions, sendId, startAfter: 0 });
+  return { sendId, resumed: false, warnings: compiled.warnings };
+}
+
+function alreadySent(sendId: string, state: string, issueId: string, list: string): SendRefusedError {
+  return new SendRefusedError(
+    `Issue "${issueId}" was already sent to list "${list}" (send ${sendId}, ${state}). Sending it again would mail every subscriber twice; pass --resend if that is what you want.`,
+  );
+}

@@ -1,0 +1,31 @@
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Config } from '../config/index.ts';
+import { connectRedis } from './redis/connection.ts';
+import { createSendQueue, type SendJobData } from './sends/send-queue.ts';
+import { SendStore } from './sends/send-store.ts';
+import { SubscriberStore } from './subscribers/subscriber-store.ts';
+
+/** The stores and the queue the use cases work with, over one Redis connection. */
+export interface Services {
+  readonly redis: Redis;
+  readonly subscribers: SubscriberStore;
+  readonly sends: SendStore;
+  readonly queue: Queue<SendJobData>;
+  close(): Promise<void>;
+}
+
+export async function openServices(config: Config): Promise<Services> {
+  const redis = await connectRedis(config.redis.url);
+  const queue = createSendQueue(redis, config);
+  return {
+    redis,
+    subscribers: new SubscriberStore(redis, config.redis.prefix),
+    sends: new SendStore(redis, config.redis.prefix),
+    queue,
+    async close() {
+      await queue.close();
+      redis.disconnect();
+    },
+  };
+}

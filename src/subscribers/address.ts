@@ -1,0 +1,30 @@
+/** The longest address SMTP allows in a path (RFC 5321 §4.5.3.1.3, less the angle brackets). */
+const MAX_ADDRESS_LENGTH = 254;
+const ADDRESS_SHAPE = /^[^\s@<>()[\]\\,;:"]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$/;
+
+/**
+ * Normalises an address the way duplicates are detected: trimmed, domain lower-cased (domains are
+ * case-insensitive; local parts may not be, so they are kept). Returns undefined for anything that
+ * is not a plain address.
+ */
+export function normaliseEmail(input: string): string | undefined {
+  const trimmed = input.trim();
+  const at = trimmed.lastIndexOf('@');
+  if (at <= 0) return undefined;
+  const address = `${trimmed.slice(0, at)}@${trimmed.slice(at + 1).toLowerCase()}`;
+  if (address.length > MAX_ADDRESS_LENGTH || !ADDRESS_SHAPE.test(address)) return undefined;
+  return address;
+}
+
+/** Longest display name kept; longer ones are cut. */
+const MAX_NAME_LENGTH = 120;
+
+/**
+ * Cleans a subscriber-supplied display name: control characters (CR and LF among them) become
+ * spaces, runs of white space collapse. The result can never break a header line; HTML escaping
+ * happens later, in the template.
+ */
+export function cleanDisplayName(input: string | undefined): string {
+  if (!input) return '';
+  return input.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, ' ').replace(/\s+/g, ' ').trim().slice(0, MAX_NAME_LENGTH);
+}

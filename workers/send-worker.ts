@@ -1,0 +1,58 @@
+import { Worker } from 'bullmq';
+import type { Config } from '../config/index.ts';
+import { createDeliveryHandler, type DeliveryOutcome } from '../src/delivery/deliver-job.ts';
+import { createSmtpTransport } from '../src/delivery/smtp-transport.ts';
+import { connectRedis } from '../src/redis/connection.ts';
+import { redisKeys } from '../src/redis/keys.ts';
+import { SEND_QUEUE_NAME, type SendJobData } from '../src/sends/send-queue.ts';
+import { SendStore } from '../src/sends/send-store.ts';
+import { SubscriberStore } from '../src/subscribers/subscriber-store.ts';
+
+/** A running send worker. */
+export interface SendWorkerHandle {
+  readonly worker: Worker<SendJobData, DeliveryOutcome>;
+  /**
+   * Stops taking jobs and waits up to `shutdownTimeoutMs` for the ones in flight. Past that it
+   * closes without them: their locks lapse and BullMQ hands them to another worker as stalled
+   * jobs, where the recipient record keeps an accepted recipient from being mailed twice.
+   */
+  close(): Promise<{ handedBack: boolean }>;
+}
+
+/** Starts one send worker in this process: BullMQ worker, pooled SMTP transport, Redis connections. */
+export async function startSendWorker(config: Config): Promise<SendWorkerHandle> {
+  const [blocking, store] = await Promise.all([connectRedis(config.redis.url, { blocking: true }), connectRedis(config.redis.url)]);
+  const transport = createSmtpTransport(config.smtp);
+  const sends = new SendStore(store, config.redis.prefix);
+  const subscribers = new SubscriberStore(store, config.redis.prefix);
+  const handler = createDeliveryHandler({ config, sends, subscribers, transport });
+
+  const worker = new Worker<SendJobData, DeliveryOutcome>(SEND_QUEUE_NAME, handler, {
+    connection: blocking,
+    prefix: redisKeys(config.redis.prefix).bullPrefix,
+    concurrency: config.send.workerConcurrency,
+  });
+  // A worker's own connection errors are logged by BullMQ's 'error' event; without a listener Node would crash.
+  worker.on('error', (error) => console.error(`worker error: ${error.message}`));
+
+  let closing: Promise<{ handedBack: boolean }> | undefined;
+  return {
+    worker,
+    close() {
+      closing ??= (async () => {
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = new Promise<'timeout'>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), config.send.shutdownTimeoutMs);
+        });
+        const outcome = await Promise.race([worker.close().then(() => 'closed' as const), timedOut]);
+        clearTimeout(timer);
+        if (outcome === 'timeout') await worker.close(true);
+        transport.close();
+        store.disconnect();
+        blocking.disconnect();
+        return { handedBack: outcome === 'timeout' };
+      })();
+      return closing;
+    },
+  };
+}
