@@ -49,6 +49,8 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   const deadline = Date.now() + 10_000;
   for (;;) {
     const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    // Refusals are expected while the server boots; connect() rejects with them and we retry.
+    probe.on('error', () => undefined);
     try {
       await probe.connect();
       await probe.ping();

@@ -17,6 +17,8 @@ export interface SmtpSinkOptions {
   readonly rejectRecipient?: (address: string) => SmtpRejection | undefined;
   /** Keep the bytes of each message in memory; off for the benchmark. */
   readonly bufferMessages?: boolean;
+  /** Port to listen on; a free one by default. */
+  readonly port?: number;
 }
 
 /** A running sink. */
@@ -35,6 +37,7 @@ export interface SmtpSink {
 export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<SmtpSink> {
   if (options.outboxDir) await mkdir(options.outboxDir, { recursive: true });
   let acceptedCount = 0;
+  let stopping: Promise<void> | undefined;
   const buffer = options.bufferMessages ?? Boolean(options.outboxDir || options.onMessage);
   const server = new SMTPServer({
     authOptional: true,
@@ -66,7 +69,7 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
   });
   const port = await new Promise<number>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(options.port ?? 0, '127.0.0.1', () => {
       const address = server.server.address();
       resolve(typeof address === 'object' && address ? address.port : 0);
     });
@@ -75,6 +78,6 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
     url: `smtp://127.0.0.1:${port}`,
     port,
     accepted: () => acceptedCount,
-    stop: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    stop: () => (stopping ??= new Promise<void>((resolve) => server.close(() => resolve()))),
   };
 }

@@ -22,6 +22,9 @@ export async function connectRedis(url: string, options: { blocking?: boolean } 
     retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
   };
   const redis = new Redis(url, redisOptions);
+  // Connection errors also reject the commands they affect, which is where callers see them; the
+  // listener keeps ioredis from printing each reconnect attempt as an "unhandled error event".
+  redis.on('error', () => undefined);
   try {
     await redis.connect();
     await redis.ping();

@@ -18,7 +18,7 @@ const PARTIAL_SUFFIX = '.mjml.hbs';
  * line N can be traced back to the template file that produced it. MJML drops comments from the
  * output (keepComments: false), so the markers never reach a subscriber.
  */
-export const TEMPLATE_MARKER = /<!--(\/?)nl-template:([^>]+?)-->/;
+export const TEMPLATE_MARKER = /<!--(\/?)nl-template:([^>]+?)-->/g;
 
 /** Loads the layout and partials from a folder and checks their Handlebars syntax, naming the bad file. */
 export async function loadTemplateSet(templatesDir: string): Promise<TemplateSet> {
@@ -69,10 +69,11 @@ export function templateAtLine(mjmlSource: string, line: number): string {
   const open: string[] = [];
   const lines = mjmlSource.split('\n');
   for (let index = 0; index < Math.min(line, lines.length); index += 1) {
-    const match = TEMPLATE_MARKER.exec(lines[index] ?? '');
-    if (!match) continue;
-    if (match[1] === '/') open.pop();
-    else open.push(match[2] ?? LAYOUT_FILE);
+    // One line can close a partial and open the next one.
+    for (const match of (lines[index] ?? '').matchAll(TEMPLATE_MARKER)) {
+      if (match[1] === '/') open.pop();
+      else open.push(match[2] ?? LAYOUT_FILE);
+    }
   }
   return open.at(-1) ?? LAYOUT_FILE;
 }

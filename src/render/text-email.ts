@@ -21,7 +21,7 @@ export function buildTextTemplate(issue: Issue, context: TextEmailContext): stri
   const lines: string[] = [];
   const push = (...more: string[]) => lines.push(...more);
 
-  push(`${context.newsletterName} · ${context.dateLine}`, '', literal(issue.title), '', literal(issue.preheader), '');
+  push(literal(issue.title), `${context.newsletterName} · ${context.dateLine}`, '', literal(issue.preheader), '');
   push(`View this issue in your browser: ${context.viewInBrowserUrl}`, '', RULE, '');
   push('{{#if name}}Hi {{name}},{{else}}Hi there,{{/if}}', '');
   push(literal(markdownToText(issue.intro.text)), '');

@@ -1,0 +1,86 @@
+import { simpleParser } from 'mailparser';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startSend } from '../../src/sends/start-send.ts';
+import { createHarness, seedSubscribers, type Harness } from '../support/harness.ts';
+
+let harness: Harness | undefined;
+afterEach(async () => {
+  await harness?.close();
+  harness = undefined;
+});
+
+describe('what send refuses', () => {
+  it('refuses a draft issue and queues nothing', async () => {
+    harness = await createHarness('draft');
+    const { services, config } = harness;
+    await seedSubscribers(services, 3);
+    await expect(startSend({ config, ...services }, { issueId: 'draft-sample', list: 'weekly', resend: false })).rejects.toThrow(
+      /draft-sample" is a draft/,
+    );
+    expect(await services.queue.count()).toBe(0);
+    expect(await services.sends.latestId('draft-sample')).toBeUndefined();
+  });
+
+  it('refuses an unknown issue, naming it', async () => {
+    harness = await createHarness('unknown');
+    const { services, config } = harness;
+    await seedSubscribers(services, 1);
+    await expect(startSend({ config, ...services }, { issueId: 'vol-999', list: 'weekly', resend: false })).rejects.toThrow(/Unknown issue "vol-999"/);
+  });
+
+  it('refuses a second send of the same issue to the same list unless --resend', async () => {
+    harness = await createHarness('twice');
+    const { services, config } = harness;
+    await seedSubscribers(services, 5);
+    await harness.startWorker();
+    const first = await startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: false });
+    await harness.waitForSend(first.sendId);
+
+    await expect(startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: false })).rejects.toThrow(
+      /already sent to list "weekly".*--resend/,
+    );
+    expect(harness.received).toHaveLength(5);
+
+    const second = await startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: true });
+    expect(second.sendId).not.toBe(first.sendId);
+    await harness.waitForSend(second.sendId);
+    expect(harness.received).toHaveLength(10);
+  });
+
+  it('skips a subscriber who unsubscribed after the send was queued', async () => {
+    harness = await createHarness('skip');
+    const { services, config } = harness;
+    const [first] = await seedSubscribers(services, 3);
+    const { sendId } = await startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: false });
+    await services.subscribers.setStatus(first!.id, 'unsubscribed');
+    await harness.startWorker();
+    const record = await harness.waitForSend(sendId);
+    expect(record).toMatchObject({ state: 'sent', total: 3, accepted: 2, skipped: 1 });
+    expect(harness.received.map((message) => message.recipients[0]).sort()).toEqual(['reader2@example.org', 'reader3@example.org']);
+  });
+});
+
+describe('subscriber-supplied text', () => {
+  it('adds no header and never reaches the HTML unescaped', async () => {
+    harness = await createHarness('hostile');
+    const { services, config } = harness;
+    const hostileName = 'Eve\r\nBcc: x@y.z <script>';
+    await services.subscribers.upsert({ email: 'eve@example.org', name: hostileName, list: 'weekly' });
+    await harness.startWorker();
+    const { sendId } = await startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: false });
+    await harness.waitForSend(sendId);
+
+    expect(harness.received).toHaveLength(1);
+    const message = harness.received[0]!;
+    expect(message.recipients).toEqual(['eve@example.org']);
+    const headerBlock = message.raw.toString('utf8').split('\r\n\r\n')[0] ?? '';
+    expect(headerBlock).not.toMatch(/^bcc:/im);
+    const mail = await simpleParser(message.raw);
+    expect(mail.bcc).toBeUndefined();
+    expect(mail.headers.has('bcc')).toBe(false);
+    const to = Array.isArray(mail.to) ? mail.to[0] : mail.to;
+    expect(to?.value).toEqual([{ address: 'eve@example.org', name: 'Eve Bcc: x@y.z <script>' }]);
+    expect(mail.html).not.toContain('<script>');
+    expect(mail.html).toContain('Hi Eve Bcc: x@y.z &lt;script&gt;,');
+  });
+});

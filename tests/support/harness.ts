@@ -1,0 +1,81 @@
+import type { Config } from '../../config/index.ts';
+import { startSmtpSink, type SmtpRejection, type SmtpSink } from '../../src/dev/smtp-sink.ts';
+import { openServices, type Services } from '../../src/services.ts';
+import type { SendRecord } from '../../src/sends/send-store.ts';
+import { startSendWorker, type SendWorkerHandle } from '../../workers/send-worker.ts';
+import { testConfig } from './test-config.ts';
+
+/** One message as the SMTP server received it. */
+export interface ReceivedMessage {
+  readonly raw: Buffer;
+  readonly recipients: readonly string[];
+}
+
+/** A private pipeline for one test: its own key prefix, a real SMTP server, real BullMQ workers. */
+export interface Harness {
+  readonly config: Config;
+  readonly sink: SmtpSink;
+  readonly services: Services;
+  readonly received: ReceivedMessage[];
+  startWorker(): Promise<SendWorkerHandle>;
+  /** Waits until the send is sent or sent-with-failures. */
+  waitForSend(sendId: string, timeoutMs?: number): Promise<SendRecord>;
+  close(): Promise<void>;
+}
+
+export async function createHarness(
+  label: string,
+  options: { rejectRecipient?: (address: string) => SmtpRejection | undefined; config?: Record<string, string> } = {},
+): Promise<Harness> {
+  const received: ReceivedMessage[] = [];
+  const sink = await startSmtpSink({
+    onMessage: (raw, recipients) => received.push({ raw, recipients }),
+    ...(options.rejectRecipient ? { rejectRecipient: options.rejectRecipient } : {}),
+  });
+  const config = testConfig(label, { SMTP_URL: sink.url, ...options.config });
+  const services = await openServices(config);
+  const workers: SendWorkerHandle[] = [];
+  return {
+    config,
+    sink,
+    services,
+    received,
+    async startWorker() {
+      const worker = await startSendWorker(config);
+      workers.push(worker);
+      return worker;
+    },
+    async waitForSend(sendId, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const record = await services.sends.get(sendId);
+        if (record && (record.state === 'sent' || record.state === 'sent-with-failures')) return record;
+        if (Date.now() > deadline) throw new Error(`send ${sendId} not finished after ${timeoutMs} ms: ${JSON.stringify(record)}`);
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+    },
+    async close() {
+      await Promise.all(workers.map((worker) => worker.close()));
+      await services.queue.obliterate({ force: true }).catch(() => undefined);
+      await deletePrefix(services, config.redis.prefix);
+      await services.close();
+      await sink.stop();
+    },
+  };
+}
+
+/** Removes this test's keys (its own prefix only; the private Redis is never flushed). */
+async function deletePrefix(services: Services, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await services.redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await services.redis.unlink(...keys);
+  } while (cursor !== '0');
+}
+
+/** Adds `count` subscribers named "Reader <n>" to a list, in one batch. */
+export async function seedSubscribers(services: Services, count: number, list = 'weekly', name = (n: number) => `Reader ${n}`) {
+  const inputs = Array.from({ length: count }, (_, index) => ({ email: `reader${index + 1}@example.org`, name: name(index + 1), list }));
+  return services.subscribers.upsertMany(inputs);
+}

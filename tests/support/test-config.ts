@@ -1,0 +1,23 @@
+import { randomBytes } from 'node:crypto';
+import { inject } from 'vitest';
+import { parseConfig, type Config } from '../../config/index.ts';
+
+/** A key prefix no other test uses, so tests share the private Redis without touching each other. */
+export function uniquePrefix(label: string): string {
+  return `t-${label}-${randomBytes(4).toString('hex')}`;
+}
+
+/** A valid config for tests, on the run's private Redis and a prefix of its own. */
+export function testConfig(label: string, overrides: Record<string, string> = {}): Config {
+  return parseConfig({
+    REDIS_URL: inject('redisUrl'),
+    REDIS_PREFIX: uniquePrefix(label),
+    SMTP_URL: 'smtp://127.0.0.1:1',
+    MAIL_FROM: 'IR Research Weekly <weekly@example.org>',
+    PUBLIC_URL: 'https://newsletter.example.org',
+    APP_SECRET: 'test-secret-0123456789abcdef0123456789abcdef',
+    SEND_BACKOFF_MS: '50',
+    WORKER_SHUTDOWN_TIMEOUT_MS: '5000',
+    ...overrides,
+  });
+}
