@@ -30,6 +30,10 @@ export function classifySmtpFailure(fields: SmtpFailureFields): FailureClass {
   const { responseCode, code } = fields;
   const enhanced = enhancedStatus(fields.response);
 
+  // A bad credential is an ops problem, not the recipient's (even with its 535): retrying keeps
+  // every message of the send until it is fixed, instead of failing them all.
+  if (code === 'EAUTH') return { permanent: false, bounce: undefined, reason: 'EAUTH: SMTP authentication failed, retry' };
+
   if (responseCode !== undefined && responseCode >= 500 && responseCode < 600) {
     // 503 is "bad sequence of commands": our session's fault, not this message's.
     if (responseCode === 503) return { permanent: false, bounce: undefined, reason: `SMTP ${responseCode}: bad sequence, retry` };
@@ -40,8 +44,6 @@ export function classifySmtpFailure(fields: SmtpFailureFields): FailureClass {
     return { permanent: false, bounce: fields.command === 'RCPT TO' ? 'soft' : undefined, reason: `SMTP ${responseCode}${enhanced ? ` ${enhanced}` : ''}: temporary` };
   }
   if (code && TRANSIENT_CODES.has(code)) return { permanent: false, bounce: undefined, reason: `${code}: connection problem, retry` };
-  // A bad credential or TLS setup is an ops problem: retrying keeps the message until it is fixed.
-  if (code === 'EAUTH') return { permanent: false, bounce: undefined, reason: 'EAUTH: SMTP authentication failed, retry' };
   // Rejected before talking to the server: an address or message nodemailer itself refuses.
   if (code === 'EENVELOPE' || code === 'EMESSAGE') return { permanent: true, bounce: undefined, reason: `${code}: refused before sending` };
   return { permanent: false, bounce: undefined, reason: `${code ?? 'unknown error'}: retry` };

@@ -17,6 +17,8 @@ export interface SmtpSinkOptions {
   readonly rejectRecipient?: (address: string) => SmtpRejection | undefined;
   /** Keep the bytes of each message in memory; off for the benchmark. */
   readonly bufferMessages?: boolean;
+  /** Waits this long before answering 250 to each message, to hold jobs in flight in tests. */
+  readonly acceptDelayMs?: number;
   /** Port to listen on; a free one by default. */
   readonly port?: number;
 }
@@ -57,13 +59,17 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
         if (buffer) chunks.push(chunk);
       });
       stream.on('end', () => {
-        acceptedCount += 1;
-        const raw = Buffer.concat(chunks);
-        const recipients = session.envelope.rcptTo.map((rcpt) => rcpt.address);
-        options.onMessage?.(raw, recipients);
-        if (!options.outboxDir) return callback();
-        const file = path.join(options.outboxDir, `${String(acceptedCount).padStart(5, '0')}.eml`);
-        writeFile(file, raw).then(() => callback(), callback);
+        const accept = () => {
+          acceptedCount += 1;
+          const raw = Buffer.concat(chunks);
+          const recipients = session.envelope.rcptTo.map((rcpt) => rcpt.address);
+          options.onMessage?.(raw, recipients);
+          if (!options.outboxDir) return callback();
+          const file = path.join(options.outboxDir, `${String(acceptedCount).padStart(5, '0')}.eml`);
+          writeFile(file, raw).then(() => callback(), callback);
+        };
+        if (options.acceptDelayMs) setTimeout(accept, options.acceptDelayMs);
+        else accept();
       });
     },
   });

@@ -32,25 +32,18 @@ const BATCH_SIZE = 500;
  * are parsed as a stream and written in batches.
  */
 export async function importSubscribersCsv(store: SubscriberStore, file: string, list: string): Promise<ImportReport> {
-  const parser = createReadStream(file).pipe(
-    parse({
-      columns: (header: string[]) => header.map((column) => column.trim().toLowerCase()),
-      bom: true,
-      skip_empty_lines: true,
-      trim: true,
-      info: true,
-      // A row with the wrong number of fields is reported, not fatal.
-      relax_column_count: true,
-    }),
-  );
+  const input = createReadStream(file);
+  const parser = input.pipe(parse({ bom: true, skip_empty_lines: true, trim: true, info: true, relax_column_count: true }));
+  // pipe() does not forward a read error (a missing file); hand it to the parser so the loop sees it.
+  input.on('error', (error) => parser.destroy(error));
 
   let imported = 0;
   let updated = 0;
   const invalid: InvalidRow[] = [];
   let batch: SubscriberInput[] = [];
-  let headerChecked = false;
-  // csv-parse counts rows with a wrong field count cumulatively; a rise marks the current row.
-  let wrongLengthRowsSeen = 0;
+  let header: string[] | undefined;
+  let emailColumn = -1;
+  let nameColumn = -1;
 
   const flush = async () => {
     for (const result of await store.upsertMany(batch)) {
@@ -61,24 +54,31 @@ export async function importSubscribersCsv(store: SubscriberStore, file: string,
   };
 
   try {
-    for await (const { record, info } of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number; invalid_field_length: number } }>) {
-      if (!headerChecked) {
-        if (!('email' in record)) throw new CsvImportError(`${file}: the header row has no "email" column (columns: ${Object.keys(record).join(', ')})`);
-        headerChecked = true;
+    for await (const { record, info } of parser as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
+      if (!header) {
+        header = record.map((column) => column.trim().toLowerCase());
+        emailColumn = header.indexOf('email');
+        nameColumn = header.indexOf('name');
+        if (emailColumn === -1) throw new CsvImportError(`${file}: the header row has no "email" column (columns: ${header.join(', ')})`);
+        continue;
       }
       const line = info.lines;
-      if (info.invalid_field_length > wrongLengthRowsSeen) {
-        wrongLengthRowsSeen = info.invalid_field_length;
-        invalid.push({ line, reason: 'the row does not have the same number of fields as the header (an unquoted comma?)' });
+      if (record.length > header.length) {
+        invalid.push({ line, reason: `the row has ${record.length} fields but the header has ${header.length} (an unquoted comma?)` });
         continue;
       }
-      const email = normaliseEmail(record.email ?? '');
+      const rawEmail = record[emailColumn] ?? '';
+      const email = normaliseEmail(rawEmail);
       if (!email) {
-        invalid.push({ line, reason: record.email ? `"${record.email}" is not a valid email address` : 'the email is empty' });
+        invalid.push({ line, reason: rawEmail ? `"${rawEmail}" is not a valid email address` : 'the email is empty' });
         continue;
       }
-      const { email: _email, name, ...attributes } = record;
-      batch.push({ email, name: cleanDisplayName(name), attributes: dropEmpty(attributes), list });
+      const attributes: Record<string, string> = {};
+      header.forEach((column, index) => {
+        const value = record[index] ?? '';
+        if (index !== emailColumn && index !== nameColumn && column !== '' && value !== '') attributes[column] = value;
+      });
+      batch.push({ email, name: cleanDisplayName(nameColumn === -1 ? '' : record[nameColumn]), attributes, list });
       if (batch.length >= BATCH_SIZE) await flush();
     }
     await flush();
@@ -92,8 +92,4 @@ export async function importSubscribersCsv(store: SubscriberStore, file: string,
     throw error;
   }
   return { imported, updated, invalid };
-}
-
-function dropEmpty(attributes: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(attributes).filter(([key, value]) => key !== '' && value !== ''));
 }

@@ -25,12 +25,13 @@ export interface Harness {
 
 export async function createHarness(
   label: string,
-  options: { rejectRecipient?: (address: string) => SmtpRejection | undefined; config?: Record<string, string> } = {},
+  options: { rejectRecipient?: (address: string) => SmtpRejection | undefined; config?: Record<string, string>; acceptDelayMs?: number } = {},
 ): Promise<Harness> {
   const received: ReceivedMessage[] = [];
   const sink = await startSmtpSink({
     onMessage: (raw, recipients) => received.push({ raw, recipients }),
     ...(options.rejectRecipient ? { rejectRecipient: options.rejectRecipient } : {}),
+    ...(options.acceptDelayMs ? { acceptDelayMs: options.acceptDelayMs } : {}),
   });
   const config = testConfig(label, { SMTP_URL: sink.url, ...options.config });
   const services = await openServices(config);

@@ -1,0 +1,60 @@
+import type { Queue } from 'bullmq';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadIssue } from '../../src/content/load-issue.ts';
+import { compileIssue } from '../../src/render/compile-issue.ts';
+import { fanOut } from '../../src/sends/fan-out.ts';
+import type { SendJobData } from '../../src/sends/send-queue.ts';
+import { startSend, TEMPLATES_DIR } from '../../src/sends/start-send.ts';
+import { createHarness, seedSubscribers, type Harness } from '../support/harness.ts';
+
+let harness: Harness | undefined;
+afterEach(async () => {
+  await harness?.close();
+  harness = undefined;
+});
+
+describe('a fan-out interrupted by a crash', () => {
+  it('resumes where it stopped and mails every subscriber exactly once', async () => {
+    harness = await createHarness('resume', { config: { FANOUT_CHUNK_SIZE: '500' } });
+    const { services, config } = harness;
+    await seedSubscribers(services, 1200);
+
+    // The editor's first `send` dies while adding the second chunk of jobs.
+    const issue = await loadIssue(config.issuesDir, 'vol-138');
+    const compiled = await compileIssue(issue, { newsletterName: config.mail.newsletterName, publicUrl: config.publicUrl, listName: 'weekly', templatesDir: TEMPLATES_DIR });
+    const { sendId } = await services.sends.create(compiled, false);
+    let addBulkCalls = 0;
+    const crashingQueue = {
+      addBulk: async (jobs: Parameters<Queue<SendJobData>['addBulk']>[0]) => {
+        addBulkCalls += 1;
+        if (addBulkCalls === 2) throw new Error('simulated crash during fan-out');
+        return services.queue.addBulk(jobs);
+      },
+    } as unknown as Queue<SendJobData>;
+    await expect(
+      fanOut({ sendId, list: 'weekly', startAfter: 0, chunkSize: 500, sends: services.sends, subscribers: services.subscribers, queue: crashingQueue }),
+    ).rejects.toThrow('simulated crash');
+    expect((await services.sends.get(sendId))?.state).toBe('preparing');
+    expect(await services.queue.count()).toBe(500);
+
+    // Workers already deliver the first chunk while the send is half queued.
+    await harness.startWorker();
+
+    // Running `send` again resumes that send rather than refusing it or starting a second one.
+    const resumed = await startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: false });
+    expect(resumed).toMatchObject({ sendId, resumed: true });
+    const record = await harness.waitForSend(sendId, 60_000);
+    expect(record).toMatchObject({ state: 'sent', total: 1200, accepted: 1200, failed: 0 });
+
+    const perRecipient = new Map<string, number>();
+    for (const message of harness.received) perRecipient.set(message.recipients[0]!, (perRecipient.get(message.recipients[0]!) ?? 0) + 1);
+    expect(perRecipient.size).toBe(1200);
+    expect([...perRecipient.values()].every((count) => count === 1)).toBe(true);
+
+    // A fan-out repeated over a finished send (say, a retried deploy script) mails no one again.
+    await fanOut({ sendId, list: 'weekly', startAfter: 0, chunkSize: 500, sends: services.sends, subscribers: services.subscribers, queue: services.queue });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(harness.received).toHaveLength(1200);
+    expect((await services.sends.get(sendId))?.accepted).toBe(1200);
+  });
+});

@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig } from '../../config/index.ts';
+import { computeSendStatus } from '../../src/sends/send-status.ts';
+
+const valid = {
+  REDIS_URL: 'redis://127.0.0.1:6379',
+  SMTP_URL: 'smtp://127.0.0.1:2525',
+  MAIL_FROM: 'IR Research Weekly <weekly@example.org>',
+  PUBLIC_URL: 'https://newsletter.example.org/',
+  APP_SECRET: 'config-test-secret-0123456789abcdef012345',
+};
+
+describe('config', () => {
+  it('parses a valid environment into a frozen object with defaults', () => {
+    const config = parseConfig(valid);
+    expect(config.publicUrl).toBe('https://newsletter.example.org');
+    expect(config.mail.from).toEqual({ name: 'IR Research Weekly', address: 'weekly@example.org' });
+    expect(config.send).toMatchObject({ workerConcurrency: 50, maxAttempts: 5, backoffMs: 30_000 });
+    expect(config.smtp.poolSize).toBe(5);
+    expect(Object.isFrozen(config.send)).toBe(true);
+  });
+
+  it.each([
+    ['SMTP_URL', undefined, /SMTP_URL is required/],
+    ['APP_SECRET', 'short', /APP_SECRET must be at least 32 characters/],
+    ['PUBLIC_URL', 'http://newsletter.example.org', /PUBLIC_URL must be a URL starting with https:\/\//],
+    ['MAIL_FROM', 'not an address', /MAIL_FROM must be a mailbox/],
+    ['REDIS_URL', 'localhost:6379', /REDIS_URL must be a URL starting with redis:\/\//],
+    ['WORKER_CONCURRENCY', 'many', /WORKER_CONCURRENCY must be a whole number/],
+    ['SMTP_POOL_SIZE', '0', /SMTP_POOL_SIZE must be greater than 0/],
+    ['SEND_MAX_ATTEMPTS', '2.5', /SEND_MAX_ATTEMPTS must be a whole number/],
+    ['SEND_BACKOFF_MS', '-1', /SEND_BACKOFF_MS must be greater than 0/],
+  ])('names %s when it is %j', (key, value, message) => {
+    const env: Record<string, string | undefined> = { ...valid, [key]: value };
+    expect(() => parseConfig(env)).toThrow(ConfigError);
+    expect(() => parseConfig(env)).toThrow(message);
+  });
+});
+
+describe('computeSendStatus', () => {
+  const facts = { total: 10, accepted: 0, failed: 0, skipped: 0, fanOutDone: true };
+  it.each([
+    [{ ...facts, fanOutDone: false }, 'preparing', 10],
+    [facts, 'queued', 10],
+    [{ ...facts, accepted: 4, failed: 1 }, 'sending', 5],
+    [{ ...facts, accepted: 9, skipped: 1 }, 'sent', 0],
+    [{ ...facts, accepted: 8, failed: 2 }, 'sent-with-failures', 0],
+  ])('%j is %s with %d pending', (input, state, pending) => {
+    expect(computeSendStatus(input)).toMatchObject({ state, pending });
+  });
+});
