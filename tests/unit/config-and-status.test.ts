@@ -49,3 +49,14 @@ describe('computeSendStatus', () => {
     expect(computeSendStatus(input)).toMatchObject({ state, pending });
   });
 });
+
+describe('.env.example', () => {
+  it('documents every key the config schema reads', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const { envSchema } = await import('../../config/schema.ts');
+    const { PROJECT_ROOT } = await import('../../config/index.ts');
+    const example = await readFile(`${PROJECT_ROOT}/.env.example`, 'utf8');
+    const documented = [...example.matchAll(/^([A-Z_]+)=/gm)].map((match) => match[1]);
+    expect(documented.sort()).toEqual(Object.keys(envSchema.shape).sort());
+  });
+});
