@@ -1,4 +1,4 @@
-import { Worker } from 'bullmq';
+import { UnrecoverableError, Worker } from 'bullmq';
 import type { Config } from '../config/index.ts';
 import { createDeliveryHandler, type DeliveryOutcome } from '../src/delivery/deliver-job.ts';
 import { createSmtpTransport } from '../src/delivery/smtp-transport.ts';
@@ -34,6 +34,21 @@ export async function startSendWorker(config: Config): Promise<SendWorkerHandle>
   });
   // A worker's own connection errors are logged by BullMQ's 'error' event; without a listener Node would crash.
   worker.on('error', (error) => console.error(`worker error: ${error.message}`));
+  // The handler records failures it sees itself. This catches the rest (an error before its try, a
+  // Redis hiccup on the last attempt), so a send still completes and shows who failed. Recording is
+  // a no-op for a recipient already in a final state.
+  worker.on('failed', (job, error) => {
+    if (!job || (job.attemptsMade < (job.opts.attempts ?? 1) && !(error instanceof UnrecoverableError))) return;
+    void sends
+      .markRecipient(job.data.sendId, job.data.subscriberId, 'failed', {
+        at: new Date().toISOString(),
+        permanent: error instanceof UnrecoverableError,
+        code: 'EJOB',
+        response: error.message,
+        attempts: job.attemptsMade,
+      })
+      .catch((recordError: unknown) => console.error(`could not record the failure of job ${job.id}: ${(recordError as Error).message}`));
+  });
 
   let closing: Promise<{ handedBack: boolean }> | undefined;
   return {

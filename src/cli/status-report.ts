@@ -26,7 +26,7 @@ export async function sendStatusReport(config: Config, services: Services, issue
   const withEmails = await Promise.all(
     failures.map(async ({ subscriberId, failure }) => ({
       subscriberId,
-      email: (await services.subscribers.get(subscriberId))?.email ?? '(deleted)',
+      email: (await services.subscribers.emailOf(subscriberId)) ?? '(deleted)',
       ...failure,
     })),
   );

@@ -115,6 +115,11 @@ export class SubscriberStore {
     return toSubscriber(id, await this.redis.hgetall(this.keys.subscriber(id)));
   }
 
+  /** Just the address, which stays readable whatever else is wrong with the record. */
+  async emailOf(id: string): Promise<string | undefined> {
+    return (await this.redis.hget(this.keys.subscriber(id), 'email')) ?? undefined;
+  }
+
   /** The lists a subscriber belongs to. */
   async listsOf(id: string): Promise<string[]> {
     const lists = await this.redis.smembers(this.keys.lists);

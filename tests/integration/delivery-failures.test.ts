@@ -94,4 +94,19 @@ describe('delivery failures', () => {
       await revived.stop();
     }
   });
+
+  it('still completes the send, showing the failure, when a job fails outside the SMTP exchange', async () => {
+    harness = await createHarness('corrupt', { config: { SEND_BACKOFF_MS: '10', SEND_MAX_ATTEMPTS: '2' } });
+    const { services, config } = harness;
+    const [, second] = await seedSubscribers(services, 2);
+    const { sendId } = await startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: false });
+    // A subscriber record this code can't read: never mailed, and reported rather than stuck "pending".
+    await services.redis.hset(`${config.redis.prefix}:sub:${second!.id}`, 'status', 'mystery');
+    await harness.startWorker();
+    const record = await harness.waitForSend(sendId);
+    expect(record).toMatchObject({ state: 'sent-with-failures', accepted: 1, failed: 1, pending: 0 });
+    const report = await sendStatusReport(config, services, 'vol-138', 'weekly');
+    expect(report.failures[0]).toMatchObject({ subscriberId: second!.id, code: 'EJOB', response: expect.stringContaining('unknown status "mystery"') });
+    expect(harness.received.map((message) => message.recipients[0])).toEqual(['reader1@example.org']);
+  });
 });
