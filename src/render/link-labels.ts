@@ -3,7 +3,7 @@ import type { LinkType } from '../content/issue-schema.ts';
 /** How each link type shows on a button and in the text part. */
 export const LINK_LABELS: Readonly<Record<LinkType, { readonly icon: string; readonly label: string }>> = {
   paper: { icon: '📚', label: 'Paper' },
-  code: { icon: '👨🏽‍💻', label: 'Code' },
+  code: { icon: '💻', label: 'Code' },
   model: { icon: '🤗', label: 'Model' },
   other: { icon: '🔗', label: 'Link' },
 };

@@ -42,6 +42,10 @@ describe('compiling an issue', () => {
     expect(compiled.htmlTemplate).not.toContain('nl-template:');
   });
 
+  it('makes no third-party request when opened: no web fonts, stylesheets or remote images', () => {
+    expect(compiled.htmlTemplate).not.toMatch(/<link\b|@import|<img\b|fonts\.googleapis/i);
+  });
+
   it('warns when the HTML goes over the 102 KB at which Gmail clips', async () => {
     const long = { ...issue, papers: issue.papers.map((paper) => ({ ...paper, summary: `${paper.summary}\n\n${'Long text. '.repeat(1200)}` })) };
     const big = await compileIssue(long, context);
