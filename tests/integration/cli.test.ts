@@ -50,10 +50,11 @@ function cli(args: string[], extraEnv: Record<string, string | undefined> = {}):
 }
 
 describe('the newsletter CLI', () => {
-  it('lists its commands', async () => {
-    const result = await cli(['--help']);
-    expect(result.code).toBe(0);
-    for (const command of ['build', 'subscribers', 'send', 'worker', 'status', 'demo']) expect(result.stdout).toContain(command);
+  it('runs as `npx newsletter` from the project, with no build step, and lists its commands', async () => {
+    const stdout = await new Promise<string>((resolve, reject) => {
+      execFile('npx', ['--no-install', 'newsletter', '--help'], { cwd: PROJECT_ROOT, env: { ...process.env } }, (error, out) => (error ? reject(error) : resolve(out)));
+    });
+    for (const command of ['build', 'subscribers', 'send', 'worker', 'status', 'demo']) expect(stdout).toContain(command);
   });
 
   it('builds an issue into .html and .txt, filled for a sample subscriber, with their sizes', async () => {
