@@ -1,6 +1,7 @@
 import Handlebars from 'handlebars';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { encodeWords, foldLines, isPlainText } from 'nodemailer/lib/mime-funcs';
+import { encode as qpEncode, wrap as qpWrap } from 'nodemailer/lib/qp';
 import type { Mailbox } from '../../config/index.ts';
 import type { CompiledIssue } from '../render/compile-issue.ts';
 import { unsubscribeUrl } from '../security/tokens.ts';
@@ -27,7 +28,7 @@ export interface SendIdentity {
 export interface ComposedMessage {
   readonly envelope: { readonly from: string; readonly to: string };
   readonly messageId: string;
-  readonly raw: string;
+  readonly raw: Buffer;
 }
 
 /** Fills the per-subscriber fields of one send's messages. */
@@ -43,26 +44,49 @@ export const SUBSCRIBER_ID_HEADER = 'X-Newsletter-Subscriber';
 
 const TOKEN_MESSAGE_ID = 'nlslotmessageid';
 const TOKEN_DATE = 'nlslotdate';
-const TOKEN_TEXT = 'nlslottextbody';
-const TOKEN_HTML = 'nlslothtmlbody';
-const SLOT_PATTERN = new RegExp(`(${TOKEN_MESSAGE_ID}|${TOKEN_DATE}|${TOKEN_TEXT}|${TOKEN_HTML})`);
+const TOKEN_TEXT = 'nlslottextpart';
+const TOKEN_HTML = 'nlslothtmlpart';
+const SKELETON_SLOTS = new RegExp(`(${TOKEN_MESSAGE_ID}|${TOKEN_DATE}|${TOKEN_TEXT}|${TOKEN_HTML})`);
+type SkeletonSlot = typeof TOKEN_MESSAGE_ID | typeof TOKEN_DATE | typeof TOKEN_TEXT | typeof TOKEN_HTML;
 
-type Slot = typeof TOKEN_MESSAGE_ID | typeof TOKEN_DATE | typeof TOKEN_TEXT | typeof TOKEN_HTML;
+/** The per-subscriber fields of the templates. */
+interface TemplateFields {
+  readonly name: string;
+  readonly email: string;
+  readonly unsubscribeUrl: string;
+}
+type FieldName = keyof TemplateFields;
+
+/**
+ * Stand-ins rendered in place of each field, to find where the fields land in a template's output.
+ * Plain letters, so HTML escaping leaves them as they are.
+ */
+const FIELD_SENTINELS: Readonly<Record<FieldName, string>> = { name: 'nlfieldxname', email: 'nlfieldxemail', unsubscribeUrl: 'nlfieldxunsubscribeurl' };
+const SENTINEL_PATTERN = new RegExp(`(${Object.values(FIELD_SENTINELS).join('|')})`);
+const FIELD_BY_SENTINEL = new Map(Object.entries(FIELD_SENTINELS).map(([field, sentinel]) => [sentinel, field as FieldName]));
+
+/** One MIME body part of a send, ready to be filled per subscriber without re-encoding the issue. */
+interface PreparedPart {
+  readonly headers: string;
+  encodeBody(fields: TemplateFields): Buffer[];
+}
 
 /**
  * Prepares the messages of one send. Everything per issue happens here, once: nodemailer's
  * MailComposer builds the MIME skeleton (From, Subject, List-Id, the multipart structure and
- * boundary) around slot tokens, and Handlebars compiles both parts. Per subscriber, compose() only
- * renders the two templates, base64-encodes them (native, no per-character quoted-printable pass)
- * and joins strings: no MIME tree is built per message.
+ * boundary) around slot tokens, Handlebars compiles both parts, and the parts' fixed text is
+ * quoted-printable encoded. Per subscriber, compose() only encodes the few field values and joins
+ * buffers: the 80 KB of issue HTML is never rendered, encoded or copied into a string again.
  */
 export async function prepareMessageComposer(compiled: CompiledIssue, identity: SendIdentity): Promise<MessageComposer> {
   const handlebars = Handlebars.create();
   const renderHtml = handlebars.compile(compiled.htmlTemplate, { strict: true, knownHelpersOnly: true });
   // Text parts travel in canonical form, CRLF line ends (RFC 2045 §6.8 encodes after canonicalising).
-  const renderText = handlebars.compile(compiled.textTemplate.replace(/\r?\n/g, '\r\n'), { strict: true, knownHelpersOnly: true, noEscape: true });
+  const renderText = handlebars.compile(toCrlf(compiled.textTemplate), { strict: true, knownHelpersOnly: true, noEscape: true });
   const domain = identity.from.address.slice(identity.from.address.lastIndexOf('@') + 1);
   const listId = `${identity.list}.${new URL(identity.publicUrl).hostname}`;
+  const textPart = preparePart('text/plain', renderText, (value) => value);
+  const htmlPart = preparePart('text/html', renderHtml, (value) => handlebars.escapeExpression(value));
 
   const skeleton = await buildSkeleton({
     // A copy: MailComposer rewrites address objects in place, and config objects are frozen.
@@ -76,12 +100,12 @@ export async function prepareMessageComposer(compiled: CompiledIssue, identity: 
       'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click',
       [SEND_ID_HEADER]: identity.sendId,
     },
-    text: { raw: `Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n${TOKEN_TEXT}` },
-    html: { raw: `Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n${TOKEN_HTML}` },
+    text: { raw: `${textPart.headers}\r\n\r\n${TOKEN_TEXT}` },
+    html: { raw: `${htmlPart.headers}\r\n\r\n${TOKEN_HTML}` },
   });
-  const pieces = skeleton.split(SLOT_PATTERN);
+  const skeletonPieces = skeleton.split(SKELETON_SLOTS).map((piece, index) => (index % 2 === 1 ? (piece as SkeletonSlot) : Buffer.from(piece, 'utf8')));
 
-  const fieldsOf = (recipient: Recipient) => ({
+  const fieldsOf = (recipient: Recipient): TemplateFields => ({
     name: cleanDisplayName(recipient.name),
     email: recipient.email,
     unsubscribeUrl: unsubscribeUrl(identity.publicUrl, identity.appSecret, recipient.id, identity.list, identity.sendId),
@@ -94,27 +118,84 @@ export async function prepareMessageComposer(compiled: CompiledIssue, identity: 
     },
     compose(recipient) {
       const fields = fieldsOf(recipient);
-      const { name, unsubscribeUrl: unsubscribe } = fields;
       const messageId = `${identity.sendId}.${recipient.id}`;
-      const slots: Record<Slot, string> = {
-        [TOKEN_MESSAGE_ID]: messageId,
-        [TOKEN_DATE]: rfc5322Date(new Date()),
-        [TOKEN_TEXT]: base64Lines(renderText(fields)),
-        [TOKEN_HTML]: base64Lines(renderHtml(fields)),
-      };
-      const perRecipientHeaders =
-        `${foldLines(`To: ${formatMailbox(name, recipient.email)}`, 76)}\r\n` +
-        `List-Unsubscribe: <${unsubscribe}>\r\n` +
-        `${SUBSCRIBER_ID_HEADER}: ${recipient.id}\r\n`;
-      let raw = perRecipientHeaders;
-      for (let index = 0; index < pieces.length; index += 1) {
-        const piece = pieces[index] ?? '';
-        // split() with a capturing group puts the captured slot names at the odd indexes.
-        raw += index % 2 === 1 ? slots[piece as Slot] : piece;
+      const chunks: Buffer[] = [
+        Buffer.from(
+          `${foldLines(`To: ${formatMailbox(fields.name, recipient.email)}`, 76)}\r\n` +
+            `List-Unsubscribe: <${fields.unsubscribeUrl}>\r\n` +
+            `${SUBSCRIBER_ID_HEADER}: ${recipient.id}\r\n`,
+          'utf8',
+        ),
+      ];
+      for (const piece of skeletonPieces) {
+        if (Buffer.isBuffer(piece)) chunks.push(piece);
+        else if (piece === TOKEN_TEXT) chunks.push(...textPart.encodeBody(fields));
+        else if (piece === TOKEN_HTML) chunks.push(...htmlPart.encodeBody(fields));
+        else chunks.push(Buffer.from(piece === TOKEN_MESSAGE_ID ? messageId : rfc5322Date(new Date()), 'utf8'));
       }
-      return { envelope: { from: identity.from.address, to: recipient.email }, messageId: `<${messageId}@${domain}>`, raw };
+      return { envelope: { from: identity.from.address, to: recipient.email }, messageId: `<${messageId}@${domain}>`, raw: Buffer.concat(chunks) };
     },
   };
+}
+
+/**
+ * Splits a part's rendered output at the fields, once per send, and encodes the fixed pieces as
+ * quoted-printable, each closed by a soft line break so that pieces and field values can be
+ * joined in any lengths and still decode to exactly what Handlebars would have rendered. The
+ * template is rendered twice (with and without a name) because it branches on {{#if name}}.
+ * Before use, the splice is checked against a real render; a template that does something else
+ * with its fields falls back to rendering and base64-encoding each message whole.
+ */
+function preparePart(contentType: string, render: Handlebars.TemplateDelegate<TemplateFields>, escapeValue: (value: string) => string): PreparedPart {
+  const splice = (withName: boolean) => {
+    const output = render({ ...FIELD_SENTINELS, name: withName ? FIELD_SENTINELS.name : '' });
+    const segments = output.split(SENTINEL_PATTERN);
+    return {
+      fixed: segments.filter((_, index) => index % 2 === 0),
+      fields: segments.filter((_, index) => index % 2 === 1).map((sentinel) => FIELD_BY_SENTINEL.get(sentinel) as FieldName),
+    };
+  };
+  const named = splice(true);
+  const anonymous = splice(false);
+  const join = (layout: typeof named, fields: TemplateFields) =>
+    layout.fixed.map((piece, index) => piece + (index < layout.fields.length ? escapeValue(fields[layout.fields[index]!]) : '')).join('');
+  const samples: TemplateFields[] = [
+    { name: 'Zoë <b>&amp;</b> "Q"', email: 'z@example.org', unsubscribeUrl: 'https://example.org/u?token=a.b=' },
+    { name: '', email: 'y@example.org', unsubscribeUrl: 'https://example.org/u?token=c.d' },
+  ];
+  const spliceIsFaithful = samples.every((sample) => join(sample.name ? named : anonymous, sample) === render(sample));
+
+  if (!spliceIsFaithful) {
+    return {
+      headers: `Content-Type: ${contentType}; charset=utf-8\r\nContent-Transfer-Encoding: base64`,
+      encodeBody: (fields) => [Buffer.from(base64Lines(render(fields)), 'ascii')],
+    };
+  }
+  const encodeLayout = (layout: typeof named) => ({ fields: layout.fields, fixed: layout.fixed.map((piece) => Buffer.from(quotedPrintablePiece(piece), 'ascii')) });
+  const encodedNamed = encodeLayout(named);
+  const encodedAnonymous = encodeLayout(anonymous);
+  return {
+    headers: `Content-Type: ${contentType}; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable`,
+    encodeBody(fields) {
+      const layout = fields.name ? encodedNamed : encodedAnonymous;
+      const chunks: Buffer[] = [];
+      layout.fixed.forEach((piece, index) => {
+        chunks.push(piece);
+        const field = layout.fields[index];
+        if (field) chunks.push(Buffer.from(quotedPrintablePiece(escapeValue(fields[field])), 'ascii'));
+      });
+      return chunks;
+    },
+  };
+}
+
+/** Quoted-printable (nodemailer's encoder), wrapped at 76, ending in a soft line break ("=" CRLF). */
+function quotedPrintablePiece(text: string): string {
+  return `${qpWrap(qpEncode(toCrlf(text)), 76)}=\r\n`;
+}
+
+function toCrlf(text: string): string {
+  return text.replace(/\r?\n/g, '\r\n');
 }
 
 /**

@@ -1,6 +1,7 @@
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { simpleParser } from 'mailparser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../config/index.ts';
 import { loadIssue } from '../../src/content/load-issue.ts';
@@ -86,10 +87,34 @@ describe('filling the placeholders', () => {
     const composer = await prepareMessageComposer(compiled, identity);
     const a = composer.compose({ id: '1', email: 'a@example.org', name: 'A' });
     const b = composer.compose({ id: '2', email: 'b@example.org', name: 'B' });
-    const unsubscribe = (raw: string) => /^List-Unsubscribe: <(https:\/\/newsletter\.example\.org\/unsubscribe\?token=[\w.-]+)>$/m.exec(raw)?.[1];
+    const unsubscribe = (raw: Buffer) => /^List-Unsubscribe: <(https:\/\/newsletter\.example\.org\/unsubscribe\?token=[\w.-]+)>$/m.exec(raw.toString())?.[1];
     expect(unsubscribe(a.raw)).toBeDefined();
     expect(unsubscribe(a.raw)).not.toBe(unsubscribe(b.raw));
     expect(a.messageId).toBe('<vol-138.weekly.1.1@example.org>');
+  });
+});
+
+describe('composing the message', () => {
+  it.each([
+    ['a non-ASCII name', 'Zoë Martín-李 <b>&amp;</b> "Q"'],
+    ['no name', ''],
+  ])('decodes to exactly the rendered parts for %s', async (_label, name) => {
+    const composer = await prepareMessageComposer(compiled, identity);
+    const recipient = { id: '9', email: 'zoe@example.org', name };
+    const mail = await simpleParser(composer.compose(recipient).raw);
+    const expected = composer.renderParts(recipient);
+    expect(mail.html).toBe(expected.html);
+    expect(mail.text?.replace(/\r\n/g, '\n').trimEnd()).toBe(expected.text.replace(/\r\n/g, '\n').trimEnd());
+    expect(composer.compose(recipient).raw.toString().match(/Content-Transfer-Encoding: [\w-]+/g)).toEqual(['Content-Transfer-Encoding: quoted-printable', 'Content-Transfer-Encoding: quoted-printable']);
+  });
+
+  it('falls back to rendering each message whole when a template uses a field in a way the splice cannot reproduce', async () => {
+    const unusual: CompiledIssue = { ...compiled, htmlTemplate: '<p>{{{name}}}</p><a href="{{unsubscribeUrl}}">x</a>' };
+    const composer = await prepareMessageComposer(unusual, identity);
+    const recipient = { id: '9', email: 'zoe@example.org', name: 'Zoë <b>bold</b>' };
+    const raw = composer.compose(recipient).raw;
+    expect(raw.toString()).toContain('Content-Transfer-Encoding: base64');
+    expect((await simpleParser(raw)).html).toBe(composer.renderParts(recipient).html);
   });
 });
 
