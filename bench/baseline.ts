@@ -3,8 +3,7 @@ import mjml2html from 'mjml';
 import nodemailer from 'nodemailer';
 import type { Config } from '../config/index.ts';
 import type { Issue } from '../src/content/issue-schema.ts';
-import { markdownToHtml } from '../src/content/markdown.ts';
-import { formatDateLine, LINK_LABELS } from '../src/render/link-labels.ts';
+import { issueSubject, layoutContext } from '../src/render/compile-issue.ts';
 import { loadTemplateSet } from '../src/render/templates.ts';
 import { buildTextTemplate } from '../src/render/text-email.ts';
 import { unsubscribeUrl } from '../src/security/tokens.ts';
@@ -40,35 +39,10 @@ export async function runNaiveBaseline(options: {
   const { config, issue, subscribers, list } = options;
   if (subscribers.length === 0 || options.messages < 1) throw new Error('the baseline needs at least one subscriber and one message');
   const templates = await loadTemplateSet(TEMPLATES_DIR);
-  const dateLine = formatDateLine(issue.volume, issue.dates.from, issue.dates.to);
-  const viewInBrowserUrl = `${config.publicUrl}/issues/${issue.id}`;
-  const linkView = (link: Issue['papers'][number]['links'][number]) => ({
-    url: link.url,
-    icon: LINK_LABELS[link.type].icon,
-    label: link.label ?? LINK_LABELS[link.type].label,
-  });
   // The same stage-one context compileIssue builds (Markdown converted once; not counted against the baseline).
-  const context = {
-    newsletterName: config.mail.newsletterName,
-    listName: list,
-    volume: issue.volume,
-    title: issue.title,
-    preheader: issue.preheader,
-    dateLine,
-    viewInBrowserUrl,
-    introHtml: markdownToHtml(issue.intro.text),
-    highlights: issue.intro.highlights,
-    papers: issue.papers.map((paper) => ({
-      number: paper.number,
-      title: paper.title,
-      organisation: paper.organisation,
-      summaryHtml: markdownToHtml(paper.summary),
-      links: paper.links.map(linkView),
-    })),
-    tools: issue.tools.map((tool) => ({ name: tool.name, descriptionHtml: markdownToHtml(tool.description), links: tool.links.map(linkView) })),
-    closingHtml: markdownToHtml(issue.closing),
-  };
-  const subject = issue.subject ?? `${config.mail.newsletterName} Vol.${issue.volume}: ${issue.title}`;
+  const context = layoutContext(issue, { newsletterName: config.mail.newsletterName, publicUrl: config.publicUrl, listName: list });
+  const { dateLine, viewInBrowserUrl } = context;
+  const subject = issueSubject(issue, config.mail.newsletterName);
   const from = `"${config.mail.from.name}" <${config.mail.from.address}>`;
   const sendId = `${issue.id}.${list}.baseline`;
 

@@ -15,11 +15,6 @@ export function markdownToHtml(source: string): string {
   return neutraliseBracesForHtml(markdown.parse(source, { async: false }).trim());
 }
 
-/** Renders editor Markdown inline (no wrapping <p>), for titles and list lines. */
-export function markdownInlineToHtml(source: string): string {
-  return neutraliseBracesForHtml(markdown.parseInline(source, { async: false }).trim());
-}
-
 /**
  * Renders editor Markdown to readable plain text: paragraphs separated by blank lines, bullets as
  * "- ", and every link written out as "text (url)" so the text part carries every URL.

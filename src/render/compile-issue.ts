@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import mjml2html from 'mjml';
 import type { Issue } from '../content/issue-schema.ts';
-import { markdownInlineToHtml, markdownToHtml } from '../content/markdown.ts';
+import { markdownToHtml } from '../content/markdown.ts';
 import { TemplateError } from '../errors.ts';
 import { formatDateLine, LINK_LABELS } from './link-labels.ts';
 import { loadTemplateSet, templateAtLine } from './templates.ts';
@@ -38,25 +38,21 @@ export interface CompiledIssue {
   readonly warnings: readonly string[];
 }
 
-/** Compiles an issue: content → MJML (strict) → HTML, plus the text part, once per send. */
-export async function compileIssue(issue: Issue, context: CompileContext): Promise<CompiledIssue> {
-  const templates = await loadTemplateSet(context.templatesDir);
-  const dateLine = formatDateLine(issue.volume, issue.dates.from, issue.dates.to);
-  const viewInBrowserUrl = `${context.publicUrl}/issues/${issue.id}`;
+/** The values the stage-one templates are rendered with: the issue's content, Markdown already turned into HTML. */
+export function layoutContext(issue: Issue, context: Omit<CompileContext, 'templatesDir'>) {
   const linkView = (link: Issue['papers'][number]['links'][number]) => ({
     url: link.url,
     icon: LINK_LABELS[link.type].icon,
     label: link.label ?? LINK_LABELS[link.type].label,
   });
-
-  const mjmlSource = templates.render({
+  return {
     newsletterName: context.newsletterName,
     listName: context.listName,
     volume: issue.volume,
     title: issue.title,
     preheader: issue.preheader,
-    dateLine,
-    viewInBrowserUrl,
+    dateLine: formatDateLine(issue.volume, issue.dates.from, issue.dates.to),
+    viewInBrowserUrl: `${context.publicUrl}/issues/${issue.id}`,
     introHtml: markdownToHtml(issue.intro.text),
     highlights: issue.intro.highlights,
     papers: issue.papers.map((paper) => ({
@@ -72,11 +68,24 @@ export async function compileIssue(issue: Issue, context: CompileContext): Promi
       links: tool.links.map(linkView),
     })),
     closingHtml: markdownToHtml(issue.closing),
-  });
+  };
+}
+
+/** The subject line: the issue's own, or "<newsletter> Vol.<n>: <title>". */
+export function issueSubject(issue: Issue, newsletterName: string): string {
+  return issue.subject ?? `${newsletterName} Vol.${issue.volume}: ${issue.title}`;
+}
+
+/** Compiles an issue: content → MJML (strict) → HTML, plus the text part, once per send. */
+export async function compileIssue(issue: Issue, context: CompileContext): Promise<CompiledIssue> {
+  const templates = await loadTemplateSet(context.templatesDir);
+  const layout = layoutContext(issue, context);
+  const { dateLine, viewInBrowserUrl } = layout;
+  const mjmlSource = templates.render(layout);
 
   const htmlTemplate = await mjmlToHtml(mjmlSource);
   const textTemplate = buildTextTemplate(issue, { newsletterName: context.newsletterName, dateLine, viewInBrowserUrl, listName: context.listName });
-  const subject = issue.subject ?? `${context.newsletterName} Vol.${issue.volume}: ${issue.title}`;
+  const subject = issueSubject(issue, context.newsletterName);
 
   const warnings: string[] = [];
   const htmlBytes = Buffer.byteLength(htmlTemplate);
@@ -105,7 +114,7 @@ async function mjmlToHtml(mjmlSource: string): Promise<string> {
   let result: Awaited<ReturnType<typeof mjml2html>>;
   try {
     // fonts: {} keeps MJML from adding a Google Fonts <link>: no third-party request when a subscriber opens the email.
-    result = await mjml2html(mjmlSource, { validationLevel: 'strict', keepComments: false, fonts: {} });
+    result = await mjml2html(mjmlSource, { validationLevel: 'strict', keepComments: false, fonts: {}, minify: true, minifyOptions: { minifyCss: false } } as Parameters<typeof mjml2html>[1]);
   } catch (error) {
     const details = (error as { errors?: MjmlValidationError[] }).errors;
     const first = details?.[0];
