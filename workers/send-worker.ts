@@ -21,7 +21,8 @@ export interface SendWorkerHandle {
 
 /** Starts one send worker in this process: BullMQ worker, pooled SMTP transport, Redis connections. */
 export async function startSendWorker(config: Config): Promise<SendWorkerHandle> {
-  const [blocking, store] = await Promise.all([connectRedis(config.redis.url, { blocking: true }), connectRedis(config.redis.url)]);
+  // Auto-pipelining batches the per-job reads and writes of concurrent jobs into fewer round trips.
+  const [blocking, store] = await Promise.all([connectRedis(config.redis.url, { blocking: true }), connectRedis(config.redis.url, { autoPipelining: true })]);
   const transport = createSmtpTransport(config.smtp);
   const sends = new SendStore(store, config.redis.prefix);
   const subscribers = new SubscriberStore(store, config.redis.prefix);

@@ -73,9 +73,17 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
       });
     },
   });
+  // A client that drops its connection (a worker killed mid-send) is routine for a sink; logged
+  // and ignored rather than crashing the process that hosts it.
+  server.on('error', (error: Error) => {
+    if (!listening) return;
+    console.error(`smtp sink: ${error.message}`);
+  });
+  let listening = false;
   const port = await new Promise<number>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (error) => (listening ? undefined : reject(error)));
     server.listen(options.port ?? 0, '127.0.0.1', () => {
+      listening = true;
       const address = server.server.address();
       resolve(typeof address === 'object' && address ? address.port : 0);
     });

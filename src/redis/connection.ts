@@ -13,8 +13,9 @@ export class RedisUnavailableError extends UserFacingError {
  * Opens a Redis connection and waits until it answers. `blocking: true` is for BullMQ workers,
  * which need `maxRetriesPerRequest: null` so a blocking command is never cut short.
  */
-export async function connectRedis(url: string, options: { blocking?: boolean } = {}): Promise<Redis> {
+export async function connectRedis(url: string, options: { blocking?: boolean; autoPipelining?: boolean } = {}): Promise<Redis> {
   const redisOptions: RedisOptions = {
+    enableAutoPipelining: options.autoPipelining ?? false,
     lazyConnect: true,
     connectTimeout: 5_000,
     maxRetriesPerRequest: options.blocking ? null : 3,

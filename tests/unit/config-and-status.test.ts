@@ -15,8 +15,8 @@ describe('config', () => {
     const config = parseConfig(valid);
     expect(config.publicUrl).toBe('https://newsletter.example.org');
     expect(config.mail.from).toEqual({ name: 'IR Research Weekly', address: 'weekly@example.org' });
-    expect(config.send).toMatchObject({ workerConcurrency: 50, maxAttempts: 5, backoffMs: 30_000 });
-    expect(config.smtp.poolSize).toBe(5);
+    expect(config.send).toMatchObject({ workerConcurrency: 40, maxAttempts: 5, backoffMs: 30_000 });
+    expect(config.smtp.poolSize).toBe(10);
     expect(Object.isFrozen(config.send)).toBe(true);
   });
 
