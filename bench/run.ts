@@ -17,12 +17,12 @@ import { startSend, TEMPLATES_DIR } from '../src/sends/start-send.ts';
 import type { Subscriber, SubscriberInput } from '../src/subscribers/subscriber-store.ts';
 import { runNaiveBaseline } from './baseline.ts';
 import { cpuSeconds, machineLine } from './proc.ts';
+import { printReport } from './report.ts';
 import { spawnWorker, type WorkerProcess } from './worker-process.ts';
 
 const ISSUE_ID = 'vol-138';
 const LIST = 'bench';
 const SEED_BATCH = 1000;
-const TARGET_RATIO = 20;
 
 const USAGE = `usage: npm run bench -- [--subscribers N] [--baseline N] [--concurrency N] [--pool-size N] [--timeout-s S] [--cpu-prof DIR]
   --subscribers N  recipients of the timed send (default 20000, or env BENCH_SUBSCRIBERS)
@@ -84,8 +84,6 @@ function cleanUp(): Promise<void> {
   return cleaning;
 }
 
-const round = (value: number, digits = 1) => Number(value.toFixed(digits));
-
 async function main(): Promise<void> {
   const options = parseOptions();
   const n = options.subscribers;
@@ -133,6 +131,7 @@ async function main(): Promise<void> {
   const nodeArgs = options.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : [];
   const worker: WorkerProcess = await spawnWorker({ env, nodeArgs });
   cleanups.push({ label: 'worker process', run: () => worker.stop() });
+  const readyRssMb = await worker.rssMb();
   console.log(`worker pid ${worker.pid} ready: "${worker.readyLine}"${options.cpuProfDir ? ` (CPU profile → ${options.cpuProfDir})` : ''}`);
 
   // The timed send: startSend in this process → the sink has accepted the N-th message.
@@ -194,71 +193,56 @@ async function main(): Promise<void> {
     if (subscriber) baselineRecipients.push(subscriber);
   }
   const acceptedBeforeBaseline = accepted;
-  console.log(`\nnaive baseline: ${options.baseline} messages, MJML compile + nodemailer sendMail (quoted-printable) per message, awaited one by one…`);
+  console.log(`\nnaive baseline: ${options.baseline} messages; per message: stage-one render + mjml2html + Handlebars fill + nodemailer sendMail (quoted-printable), awaited one by one…`);
   const baseline = await runNaiveBaseline({ config, issue, subscribers: baselineRecipients, messages: options.baseline, smtpUrl: sink.url, list: LIST });
   const baselineSinkCount = accepted - acceptedBeforeBaseline;
 
-  // Report.
-  const sendSeconds = (tEnd - t0) / 1000;
-  const fanOutSeconds = (tFanOut - t0) / 1000;
-  const rate = n / sendSeconds;
-  const ratio = rate / baseline.messagesPerSecond;
-  const windowS = sendSeconds;
-  const cpuShare = (before: number | undefined, after: number | undefined) =>
-    before === undefined || after === undefined ? 'n/a' : `${(after - before).toFixed(1)} s CPU (${Math.round(((after - before) / windowS) * 100)}% of one core)`;
-  const benchCpu = (cpuAfter.bench.user + cpuAfter.bench.system) / 1e6;
-  const ok = record?.accepted === n && record.failed === 0 && extraMessages === 0 && baselineSinkCount === baseline.messages + 1;
-
-  console.log(`
-================ results (${n} subscribers, 1 worker process) ================
-pipeline, end to end (startSend → ${n}th message accepted by the sink)
-  time              ${sendSeconds.toFixed(2)} s
-  throughput        ${rate.toFixed(0)} messages/s   (${((sendSeconds * 1000) / n).toFixed(3)} ms per message)
-  send record       ${record?.state ?? 'missing'}: ${record?.accepted ?? 0} accepted, ${record?.failed ?? 0} failed, ${record?.skipped ?? 0} skipped; sink extra messages: ${extraMessages}
-fan-out (startSend: load issue, compile once, queue one job per subscriber)
-  time              ${fanOutSeconds.toFixed(2)} s → ${(n / fanOutSeconds).toFixed(0)} jobs/s   (${acceptedAtFanOutEnd} messages already accepted meanwhile)
-  compile           ${compileMs.toFixed(0)} ms per compileIssue (median of 3, measured separately afterwards, warm)
-  fan-out w/o compile ≈ ${(n / Math.max(fanOutSeconds - compileMs / 1000, 1e-6)).toFixed(0)} jobs/s
-worker process (${worker.readyLine.replace(/^worker \d+ running: /, '')})
-  peak RSS          ${peakRssMb.toFixed(1)} MB (VmHWM)
-  CPU during send   worker ${cpuShare(cpuBefore.worker, cpuAfter.worker)}
-                    redis-server ${cpuShare(cpuBefore.redis, cpuAfter.redis)}
-                    bench process (fan-out + SMTP sink) ${benchCpu.toFixed(1)} s CPU (${Math.round((benchCpu / windowS) * 100)}% of one core)
-  exit              ${stoppedWith.signal ? `signal ${stoppedWith.signal}` : `code ${stoppedWith.code}`} after SIGTERM
-naive baseline (${baseline.messages} messages; pooled transport with ONE connection, never recycled, after 1 untimed
-  warm-up message, so the sink's ~100 ms greeting per new connection is not counted per message)
-  throughput        ${baseline.messagesPerSecond.toFixed(1)} messages/s   (${baseline.msPerMessage.toFixed(1)} ms per message, of which MJML compile ${baseline.mjmlMsPerMessage.toFixed(1)} ms)
-ratio               pipeline / baseline = ${ratio.toFixed(1)}×   target ≥ ${TARGET_RATIO}×: ${ratio >= TARGET_RATIO ? 'MET' : 'NOT MET'}
-${ok ? '' : 'CHECK FAILED: the send record or the sink count does not match the number of subscribers\n'}`);
-
-  console.log(
-    JSON.stringify({
-      issue: ISSUE_ID,
-      subscribers: n,
-      pipelineSeconds: round(sendSeconds, 3),
-      pipelineMessagesPerSecond: round(rate),
-      pipelineMsPerMessage: round((sendSeconds * 1000) / n, 3),
-      fanOutSeconds: round(fanOutSeconds, 3),
-      fanOutJobsPerSecond: round(n / fanOutSeconds),
-      compileMs: round(compileMs),
-      workerPeakRssMb: round(peakRssMb),
-      workerConcurrency: Number(/concurrency (\d+)/.exec(worker.readyLine)?.[1]),
-      smtpPoolSize: Number(/SMTP pool (\d+)/.exec(worker.readyLine)?.[1]),
-      baselineMessages: baseline.messages,
-      baselineMessagesPerSecond: round(baseline.messagesPerSecond, 2),
-      baselineMsPerMessage: round(baseline.msPerMessage, 2),
-      ratio: round(ratio, 2),
-      targetRatio: TARGET_RATIO,
-      targetMet: ratio >= TARGET_RATIO,
-      checksPassed: ok,
-    }),
-  );
+  const diff = (before: number | undefined, after: number | undefined) => (before === undefined || after === undefined ? undefined : after - before);
+  const ok = printReport({
+    issueId: ISSUE_ID,
+    subscribers: n,
+    t0,
+    tFanOut,
+    tEnd,
+    acceptedAtFanOutEnd,
+    extraMessages,
+    record,
+    compileMs,
+    workerReadyLine: worker.readyLine,
+    peakRssMb,
+    readyRssMb,
+    cpu: {
+      worker: diff(cpuBefore.worker, cpuAfter.worker),
+      redis: diff(cpuBefore.redis, cpuAfter.redis),
+      bench: (cpuAfter.bench.user + cpuAfter.bench.system) / 1e6,
+    },
+    workerExit: stoppedWith,
+    baseline,
+    baselineSinkCount,
+  });
   if (!ok) process.exitCode = 1;
 }
 
-process.once('SIGINT', () => {
-  console.error('\ninterrupted; cleaning up…');
-  void cleanUp().then(() => process.exit(130));
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`\n${signal}: cleaning up…`);
+    void cleanUp().then(() => process.exit(130));
+  });
+}
+// The in-process SMTP sink has no 'error' listener of its own, so a client that drops its
+// connection (a worker that dies) would crash the bench before it can clean up. A peer going
+// away is reported and left to the worker-died check; anything else fails the run, cleanly.
+process.on('uncaughtException', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'ECONNRESET' || error.code === 'EPIPE') {
+    console.error(`  (a connection to the bench process was dropped: ${error.code})`);
+    return;
+  }
+  console.error(`\nbenchmark failed (uncaught): ${error.stack ?? error.message}`);
+  void cleanUp().then(() => process.exit(1));
+});
+process.on('unhandledRejection', (reason) => {
+  console.error(`\nbenchmark failed (unhandled rejection): ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}`);
+  void cleanUp().then(() => process.exit(1));
 });
 
 try {

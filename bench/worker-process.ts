@@ -14,6 +14,8 @@ export interface WorkerProcess {
   readonly died: Promise<never>;
   /** Peak resident set size (VmHWM) in MB, read from /proc. */
   peakRssMb(): Promise<number>;
+  /** Current resident set size (VmRSS) in MB, read from /proc. */
+  rssMb(): Promise<number>;
   /** SIGTERM, then wait for exit (SIGKILL after `graceMs`). Safe to call twice. */
   stop(graceMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
@@ -85,12 +87,8 @@ export async function spawnWorker(options: {
     pid,
     readyLine,
     died,
-    async peakRssMb() {
-      const status = await readFile(`/proc/${pid}/status`, 'utf8');
-      const kb = /^VmHWM:\s+(\d+)\s+kB/m.exec(status)?.[1];
-      if (!kb) throw new Error(`no VmHWM in /proc/${pid}/status`);
-      return Number(kb) / 1024;
-    },
+    peakRssMb: () => procStatusMb(pid, 'VmHWM'),
+    rssMb: () => procStatusMb(pid, 'VmRSS'),
     stop(graceMs = 40_000) {
       stopped ??= (async () => {
         stopping = true;
@@ -104,4 +102,11 @@ export async function spawnWorker(options: {
       return stopped;
     },
   };
+}
+
+async function procStatusMb(pid: number, field: 'VmHWM' | 'VmRSS'): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(status)?.[1];
+  if (!kb) throw new Error(`no ${field} in /proc/${pid}/status`);
+  return Number(kb) / 1024;
 }
