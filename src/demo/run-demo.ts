@@ -1,4 +1,4 @@
-import { readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { environmentSets, loadConfig, PROJECT_ROOT, type Config } from '../../config/index.ts';
@@ -6,6 +6,7 @@ import { startSendWorker } from '../../workers/send-worker.ts';
 import { startPrivateRedis, type PrivateRedis } from '../dev/private-redis.ts';
 import { startSmtpSink, type SmtpSink } from '../dev/smtp-sink.ts';
 import { connectRedis, RedisUnavailableError } from '../redis/connection.ts';
+import { buildIssuePreview } from '../render/build-preview.ts';
 import { openServices } from '../services.ts';
 import { startSend } from '../sends/start-send.ts';
 import { importSubscribersCsv } from '../subscribers/import-csv.ts';
@@ -18,7 +19,8 @@ const DEMO_PREFIX = 'nldemo';
 const SAMPLE_CSV = path.join(path.dirname(fileURLToPath(import.meta.url)), 'sample-subscribers.csv');
 /** How long the demo waits without progress before it gives up (retries back off from 1 s). */
 const DEMO_STALL_MS = 60_000;
-const OUTBOX_DIR = path.join(PROJECT_ROOT, 'outbox');
+/** Where the capture server writes; relative to where the demo is run (the project, under npm run demo). */
+const OUTBOX_DIR = path.resolve('outbox');
 
 /** Settings the demo embeds, so it runs on a fresh machine with no .env; the environment wins. */
 const DEMO_DEFAULTS: Readonly<Record<string, string>> = {
@@ -57,10 +59,10 @@ export async function runDemo(): Promise<void> {
       smtp: { ...loaded.smtp, url: sink?.url ?? loaded.smtp.url },
     };
 
-    const services = await openServices(config);
-    cleanups.push(() => services.close());
     const removed = await deleteKeysWithPrefix(config, `${DEMO_PREFIX}:`);
     if (removed > 0) console.log(`Redis: cleared ${removed} keys of the previous demo run (prefix ${DEMO_PREFIX}:)`);
+    const services = await openServices(config);
+    cleanups.push(() => services.close());
 
     const report = await importSubscribersCsv(services.subscribers, SAMPLE_CSV, DEFAULT_LIST);
     console.log(`subscribers: ${report.imported} imported, ${report.updated} updated, ${report.invalid.length} invalid from ${path.relative(PROJECT_ROOT, SAMPLE_CSV)}`);
@@ -89,7 +91,12 @@ export async function runDemo(): Promise<void> {
       const files = (await readdir(OUTBOX_DIR)).filter((file) => file.endsWith('.eml'));
       console.log(`\n${files.length} messages in ${OUTBOX_DIR}/ (open one in a mail client, or: less ${path.join('outbox', files[0] ?? '')})`);
     }
-    console.log(`Preview the issue in a browser: npx newsletter build ${DEMO_ISSUE} --out out   (needs the settings of .env.example)`);
+    const preview = await buildIssuePreview(config, DEMO_ISSUE, DEFAULT_LIST);
+    const previewDir = path.join(OUTBOX_DIR, 'preview');
+    await mkdir(previewDir, { recursive: true });
+    await writeFile(path.join(previewDir, `${DEMO_ISSUE}.html`), preview.html);
+    await writeFile(path.join(previewDir, `${DEMO_ISSUE}.txt`), preview.text);
+    console.log(`The issue as a subscriber sees it: open ${path.join(previewDir, `${DEMO_ISSUE}.html`)} in a browser (and ${DEMO_ISSUE}.txt beside it)`);
   } finally {
     for (const cleanup of cleanups.reverse()) await cleanup();
   }
