@@ -1,18 +1,12 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { sendStatusReport } from '../../src/cli/status-report.ts';
-import { startSend } from '../../src/sends/start-send.ts';
-import { createHarness, seedSubscribers, type Harness } from '../support/harness.ts';
+import { createHarness, seedSubscribers } from '../support/harness.ts';
 
-let harness: Harness | undefined;
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-});
 
 describe('delivery failures', () => {
   it('fails a recipient the server rejects with 550 at once, and shows who failed and why', async () => {
     let rcptAttempts = 0;
-    harness = await createHarness('reject', {
+    const harness = await createHarness('reject', {
       rejectRecipient: (address) => {
         if (address !== 'reader2@example.org') return undefined;
         rcptAttempts += 1;
@@ -22,7 +16,7 @@ describe('delivery failures', () => {
     const { services, config } = harness;
     await seedSubscribers(services, 3);
     await harness.startWorker();
-    const { sendId } = await startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: false });
+    const { sendId } = await harness.send('vol-138');
     const record = await harness.waitForSend(sendId);
 
     expect(record).toMatchObject({ state: 'sent-with-failures', total: 3, accepted: 2, failed: 1, pending: 0 });
@@ -37,7 +31,7 @@ describe('delivery failures', () => {
 
   it('retries a temporary 451 with backoff and then delivers once', async () => {
     let rejectionsLeft = 2;
-    harness = await createHarness('tempfail', {
+    const harness = await createHarness('tempfail', {
       config: { SEND_BACKOFF_MS: '20' },
       rejectRecipient: (address) => {
         if (address !== 'reader1@example.org' || rejectionsLeft === 0) return undefined;
@@ -45,10 +39,10 @@ describe('delivery failures', () => {
         return { responseCode: 451, message: '4.7.1 Try again later' };
       },
     });
-    const { services, config } = harness;
+    const { services } = harness;
     await seedSubscribers(services, 2);
     await harness.startWorker();
-    const { sendId } = await startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: false });
+    const { sendId } = await harness.send('vol-138');
     const record = await harness.waitForSend(sendId);
     expect(record).toMatchObject({ state: 'sent', accepted: 2, failed: 0 });
     expect(rejectionsLeft).toBe(0);
@@ -56,14 +50,14 @@ describe('delivery failures', () => {
   });
 
   it('records a recipient as failed once the attempts run out on a temporary error', async () => {
-    harness = await createHarness('exhaust', {
+    const harness = await createHarness('exhaust', {
       config: { SEND_BACKOFF_MS: '10', SEND_MAX_ATTEMPTS: '3' },
       rejectRecipient: (address) => (address === 'reader1@example.org' ? { responseCode: 421, message: '4.4.2 Service busy' } : undefined),
     });
     const { services, config } = harness;
     await seedSubscribers(services, 2);
     await harness.startWorker();
-    const { sendId } = await startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: false });
+    const { sendId } = await harness.send('vol-138');
     const record = await harness.waitForSend(sendId);
     expect(record).toMatchObject({ state: 'sent-with-failures', accepted: 1, failed: 1 });
     const report = await sendStatusReport(config, services, 'vol-138', 'weekly');
@@ -71,18 +65,18 @@ describe('delivery failures', () => {
   });
 
   it('keeps retrying while the SMTP server refuses connections, and delivers when it is back', async () => {
-    harness = await createHarness('refused', { config: { SEND_BACKOFF_MS: '100', SEND_MAX_ATTEMPTS: '8' } });
-    const { services, config } = harness;
+    const harness = await createHarness('refused', { config: { SEND_BACKOFF_MS: '100', SEND_MAX_ATTEMPTS: '8' } });
+    const { services } = harness;
     await seedSubscribers(services, 2);
     const port = harness.sink.port;
     await harness.sink.stop();
     await harness.startWorker();
-    const { sendId } = await startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: false });
+    const { sendId } = await harness.send('vol-138');
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect((await services.sends.get(sendId))?.accepted).toBe(0);
 
     const { startSmtpSink } = await import('../../src/dev/smtp-sink.ts');
-    const revived = await startSmtpSink({ onMessage: (raw, recipients) => harness!.received.push({ raw, recipients }), port });
+    const revived = await startSmtpSink({ onMessage: (raw, recipients) => harness.received.push({ raw, recipients }), port });
     try {
       const record = await harness.waitForSend(sendId);
       expect(record).toMatchObject({ state: 'sent', accepted: 2, failed: 0 });
@@ -90,16 +84,15 @@ describe('delivery failures', () => {
     } finally {
       // Workers first: smtp-server's close() waits for the pool's open connections to end.
       await harness.close();
-      harness = undefined;
       await revived.stop();
     }
   });
 
   it('still completes the send, showing the failure, when a job fails outside the SMTP exchange', async () => {
-    harness = await createHarness('corrupt', { config: { SEND_BACKOFF_MS: '10', SEND_MAX_ATTEMPTS: '2' } });
+    const harness = await createHarness('corrupt', { config: { SEND_BACKOFF_MS: '10', SEND_MAX_ATTEMPTS: '2' } });
     const { services, config } = harness;
     const [, second] = await seedSubscribers(services, 2);
-    const { sendId } = await startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: false });
+    const { sendId } = await harness.send('vol-138');
     // A subscriber record this code can't read: never mailed, and reported rather than stuck "pending".
     await services.redis.hset(`${config.redis.prefix}:sub:${second!.id}`, 'status', 'mystery');
     await harness.startWorker();

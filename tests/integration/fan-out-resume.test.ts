@@ -1,21 +1,16 @@
 import type { Queue } from 'bullmq';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadIssue } from '../../src/content/load-issue.ts';
 import { compileIssue } from '../../src/render/compile-issue.ts';
 import { fanOut } from '../../src/sends/fan-out.ts';
 import type { SendJobData } from '../../src/sends/send-queue.ts';
-import { startSend, TEMPLATES_DIR } from '../../src/sends/start-send.ts';
-import { createHarness, seedSubscribers, type Harness } from '../support/harness.ts';
+import { TEMPLATES_DIR } from '../../src/sends/start-send.ts';
+import { createHarness, seedSubscribers } from '../support/harness.ts';
 
-let harness: Harness | undefined;
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-});
 
 describe('a fan-out interrupted by a crash', () => {
   it('resumes where it stopped and mails every subscriber exactly once', async () => {
-    harness = await createHarness('resume', { config: { FANOUT_CHUNK_SIZE: '500' } });
+    const harness = await createHarness('resume', { config: { FANOUT_CHUNK_SIZE: '500' } });
     const { services, config } = harness;
     await seedSubscribers(services, 1200);
 
@@ -41,7 +36,7 @@ describe('a fan-out interrupted by a crash', () => {
     await harness.startWorker();
 
     // Running `send` again resumes that send rather than refusing it or starting a second one.
-    const resumed = await startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: false });
+    const resumed = await harness.send('vol-138');
     expect(resumed).toMatchObject({ sendId, resumed: true });
     const record = await harness.waitForSend(sendId, 60_000);
     expect(record).toMatchObject({ state: 'sent', total: 1200, accepted: 1200, failed: 0 });

@@ -1,20 +1,14 @@
 import { simpleParser } from 'mailparser';
-import { afterEach, describe, expect, it } from 'vitest';
-import { startSend } from '../../src/sends/start-send.ts';
-import { createHarness, seedSubscribers, type Harness } from '../support/harness.ts';
+import { describe, expect, it } from 'vitest';
+import { createHarness, seedSubscribers } from '../support/harness.ts';
 
-let harness: Harness | undefined;
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-});
 
 describe('what send refuses', () => {
   it('refuses a draft issue and queues nothing', async () => {
-    harness = await createHarness('draft');
-    const { services, config } = harness;
+    const harness = await createHarness('draft');
+    const { services } = harness;
     await seedSubscribers(services, 3);
-    await expect(startSend({ config, ...services }, { issueId: 'draft-sample', list: 'weekly', resend: false })).rejects.toThrow(
+    await expect(harness.send('draft-sample')).rejects.toThrow(
       /draft-sample" is a draft/,
     );
     expect(await services.queue.count()).toBe(0);
@@ -22,36 +16,36 @@ describe('what send refuses', () => {
   });
 
   it('refuses an unknown issue, naming it', async () => {
-    harness = await createHarness('unknown');
-    const { services, config } = harness;
+    const harness = await createHarness('unknown');
+    const { services } = harness;
     await seedSubscribers(services, 1);
-    await expect(startSend({ config, ...services }, { issueId: 'vol-999', list: 'weekly', resend: false })).rejects.toThrow(/Unknown issue "vol-999"/);
+    await expect(harness.send('vol-999')).rejects.toThrow(/Unknown issue "vol-999"/);
   });
 
   it('refuses a second send of the same issue to the same list unless --resend', async () => {
-    harness = await createHarness('twice');
-    const { services, config } = harness;
+    const harness = await createHarness('twice');
+    const { services } = harness;
     await seedSubscribers(services, 5);
     await harness.startWorker();
-    const first = await startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: false });
+    const first = await harness.send('vol-138');
     await harness.waitForSend(first.sendId);
 
-    await expect(startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: false })).rejects.toThrow(
+    await expect(harness.send('vol-138')).rejects.toThrow(
       /already sent to list "weekly".*--resend/,
     );
     expect(harness.received).toHaveLength(5);
 
-    const second = await startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: true });
+    const second = await harness.send('vol-138', { resend: true });
     expect(second.sendId).not.toBe(first.sendId);
     await harness.waitForSend(second.sendId);
     expect(harness.received).toHaveLength(10);
   });
 
   it('skips a subscriber who unsubscribed after the send was queued', async () => {
-    harness = await createHarness('skip');
-    const { services, config } = harness;
+    const harness = await createHarness('skip');
+    const { services } = harness;
     const [first] = await seedSubscribers(services, 3);
-    const { sendId } = await startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: false });
+    const { sendId } = await harness.send('vol-138');
     await services.subscribers.setStatus(first!.id, 'unsubscribed');
     await harness.startWorker();
     const record = await harness.waitForSend(sendId);
@@ -62,12 +56,12 @@ describe('what send refuses', () => {
 
 describe('subscriber-supplied text', () => {
   it('adds no header and never reaches the HTML unescaped', async () => {
-    harness = await createHarness('hostile');
-    const { services, config } = harness;
+    const harness = await createHarness('hostile');
+    const { services } = harness;
     const hostileName = 'Eve\r\nBcc: x@y.z <script>';
     await services.subscribers.upsert({ email: 'eve@example.org', name: hostileName, list: 'weekly' });
     await harness.startWorker();
-    const { sendId } = await startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: false });
+    const { sendId } = await harness.send('vol-138');
     await harness.waitForSend(sendId);
 
     expect(harness.received).toHaveLength(1);

@@ -1,26 +1,20 @@
 import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { sendStatusReport } from '../../src/cli/status-report.ts';
-import { startSend } from '../../src/sends/start-send.ts';
 import { UNSUBSCRIBE_PURPOSE, verifyToken } from '../../src/security/tokens.ts';
-import { createHarness, seedSubscribers, type Harness } from '../support/harness.ts';
+import { createHarness, seedSubscribers } from '../support/harness.ts';
 
-let harness: Harness | undefined;
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-});
 
 const firstAddress = (field: AddressObject | AddressObject[] | undefined) => (Array.isArray(field) ? field[0] : field)?.value[0];
 
 describe('sending vol-138 to 200 subscribers', () => {
   it('delivers exactly one well-formed, personalised message to each subscriber', async () => {
-    harness = await createHarness('send200');
+    const harness = await createHarness('send200');
     const { services, config } = harness;
     await seedSubscribers(services, 200);
     await harness.startWorker();
 
-    const { sendId } = await startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: false });
+    const { sendId } = await harness.send('vol-138');
     const record = await harness.waitForSend(sendId);
 
     expect(record).toMatchObject({ state: 'sent', total: 200, accepted: 200, failed: 0, pending: 0 });

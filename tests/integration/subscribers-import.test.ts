@@ -1,21 +1,16 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CsvImportError, importSubscribersCsv } from '../../src/subscribers/import-csv.ts';
-import { createHarness, type Harness } from '../support/harness.ts';
+import { createHarness } from '../support/harness.ts';
 
 let dir: string;
-let harness: Harness | undefined;
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'nl-csv-'));
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
-});
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
 });
 
 async function csv(name: string, content: string): Promise<string> {
@@ -26,7 +21,7 @@ async function csv(name: string, content: string): Promise<string> {
 
 describe('subscribers import', () => {
   it('imports valid rows, merges duplicates, keeps attributes and reports invalid rows by line', async () => {
-    harness = await createHarness('csv');
+    const harness = await createHarness('csv');
     const { subscribers } = harness.services;
     const file = await csv(
       'list.csv',
@@ -68,7 +63,7 @@ describe('subscribers import', () => {
   });
 
   it('adds existing subscribers to a second list without duplicating them', async () => {
-    harness = await createHarness('csv-lists');
+    const harness = await createHarness('csv-lists');
     const { subscribers } = harness.services;
     const file = await csv('two.csv', 'email\nada@example.org\nbob@example.org\n');
     await importSubscribersCsv(subscribers, file, 'weekly');
@@ -79,7 +74,7 @@ describe('subscribers import', () => {
   });
 
   it('fails clearly on a file without an email column or with broken quoting', async () => {
-    harness = await createHarness('csv-bad');
+    const harness = await createHarness('csv-bad');
     const { subscribers } = harness.services;
     await expect(importSubscribersCsv(subscribers, await csv('nomail.csv', 'name,address\nAda,x\n'), 'weekly')).rejects.toThrow(/no "email" column/);
     await expect(importSubscribersCsv(subscribers, await csv('quote.csv', 'email,name\nada@example.org,"unclosed\n'), 'weekly')).rejects.toThrow(
@@ -89,7 +84,7 @@ describe('subscribers import', () => {
   });
 
   it('streams a large file in flat memory', async () => {
-    harness = await createHarness('csv-large');
+    const harness = await createHarness('csv-large');
     const { subscribers } = harness.services;
     const rows = 50_000;
     const lines = ['email,name'];

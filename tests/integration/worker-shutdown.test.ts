@@ -1,20 +1,14 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { startSend } from '../../src/sends/start-send.ts';
-import { createHarness, seedSubscribers, type Harness } from '../support/harness.ts';
+import { describe, expect, it } from 'vitest';
+import { createHarness, seedSubscribers } from '../support/harness.ts';
 
-let harness: Harness | undefined;
-afterEach(async () => {
-  await harness?.close();
-  harness = undefined;
-});
 
 describe('stopping a worker mid-send', () => {
   it('finishes the jobs in flight, leaves the rest queued, and a new worker completes the send with no duplicates', async () => {
-    harness = await createHarness('shutdown', { acceptDelayMs: 300, config: { WORKER_CONCURRENCY: '4', SMTP_POOL_SIZE: '4' } });
-    const { services, config } = harness;
+    const harness = await createHarness('shutdown', { acceptDelayMs: 300, config: { WORKER_CONCURRENCY: '4', SMTP_POOL_SIZE: '4' } });
+    const { services } = harness;
     await seedSubscribers(services, 30);
     const first = await harness.startWorker();
-    const { sendId } = await startSend({ config, ...services }, { issueId: 'vol-138', list: 'weekly', resend: false });
+    const { sendId } = await harness.send('vol-138');
 
     while ((await services.queue.getActiveCount()) < 4) await new Promise((resolve) => setTimeout(resolve, 10));
     const stopped = await first.close();

@@ -1,7 +1,9 @@
+import { onTestFinished } from 'vitest';
 import type { Config } from '../../config/index.ts';
 import { startSmtpSink, type SmtpRejection, type SmtpSink } from '../../src/dev/smtp-sink.ts';
 import { openServices, type Services } from '../../src/services.ts';
 import type { SendRecord } from '../../src/sends/send-store.ts';
+import { startSend, type StartSendResult } from '../../src/sends/start-send.ts';
 import { startSendWorker, type SendWorkerHandle } from '../../workers/send-worker.ts';
 import { testConfig } from './test-config.ts';
 
@@ -18,11 +20,15 @@ export interface Harness {
   readonly services: Services;
   readonly received: ReceivedMessage[];
   startWorker(): Promise<SendWorkerHandle>;
+  /** `newsletter send <issue>` to the weekly list. */
+  send(issueId?: string, options?: { resend?: boolean }): Promise<StartSendResult>;
   /** Waits until the send is sent or sent-with-failures. */
   waitForSend(sendId: string, timeoutMs?: number): Promise<SendRecord>;
+  /** Runs by itself when the test finishes; safe to call earlier. */
   close(): Promise<void>;
 }
 
+/** Creates the harness and closes it when the current test finishes. */
 export async function createHarness(
   label: string,
   options: { rejectRecipient?: (address: string) => SmtpRejection | undefined; config?: Record<string, string>; acceptDelayMs?: number } = {},
@@ -36,7 +42,8 @@ export async function createHarness(
   const config = testConfig(label, { SMTP_URL: sink.url, ...options.config });
   const services = await openServices(config);
   const workers: SendWorkerHandle[] = [];
-  return {
+  let closing: Promise<void> | undefined;
+  const harness: Harness = {
     config,
     sink,
     services,
@@ -45,6 +52,9 @@ export async function createHarness(
       const worker = await startSendWorker(config);
       workers.push(worker);
       return worker;
+    },
+    send(issueId = 'vol-138', sendOptions = {}) {
+      return startSend({ config, ...services }, { issueId, list: 'weekly', resend: sendOptions.resend ?? false });
     },
     async waitForSend(sendId, timeoutMs = 30_000) {
       const deadline = Date.now() + timeoutMs;
@@ -55,14 +65,19 @@ export async function createHarness(
         await new Promise((resolve) => setTimeout(resolve, 25));
       }
     },
-    async close() {
-      await Promise.all(workers.map((worker) => worker.close()));
-      await services.queue.obliterate({ force: true }).catch(() => undefined);
-      await deletePrefix(services, config.redis.prefix);
-      await services.close();
-      await sink.stop();
+    close() {
+      closing ??= (async () => {
+        await Promise.all(workers.map((worker) => worker.close()));
+        await services.queue.obliterate({ force: true });
+        await deletePrefix(services, config.redis.prefix);
+        await services.close();
+        await sink.stop();
+      })();
+      return closing;
     },
   };
+  onTestFinished(() => harness.close());
+  return harness;
 }
 
 /** Removes this test's keys (its own prefix only; the private Redis is never flushed). */
