@@ -49,7 +49,7 @@ export async function runNaiveBaseline(options: {
   const transport = nodemailer.createTransport({ url: options.smtpUrl, pool: true, maxConnections: 1, maxMessages: Infinity });
   let mjmlMs = 0;
   const sendOne = async (subscriber: Subscriber) => {
-    const mjmlSource = templates.render(context);
+    const mjmlSource = templates.render(context.values);
     const mjmlStart = performance.now();
     const { html: htmlTemplate } = await mjml2html(mjmlSource, { validationLevel: 'strict', keepComments: false });
     mjmlMs += performance.now() - mjmlStart;

@@ -4,6 +4,7 @@ import type { Issue } from '../content/issue-schema.ts';
 import { markdownToHtml } from '../content/markdown.ts';
 import { TemplateError } from '../errors.ts';
 import { formatDateLine, LINK_LABELS } from './link-labels.ts';
+import { SUBSCRIBER_FIELDS, stageOneText, stageOneUrl, unexpectedPlaceholders } from './stage-two-fields.ts';
 import { loadTemplateSet, templateAtLine } from './templates.ts';
 import { buildTextTemplate } from './text-email.ts';
 
@@ -38,36 +39,46 @@ export interface CompiledIssue {
   readonly warnings: readonly string[];
 }
 
-/** The values the stage-one templates are rendered with: the issue's content, Markdown already turned into HTML. */
+/**
+ * The values the stage-one templates are rendered with: the issue's content, Markdown already
+ * turned into HTML, and every string escaped with its braces encoded, so that no issue text can
+ * turn into a per-subscriber placeholder.
+ */
 export function layoutContext(issue: Issue, context: Omit<CompileContext, 'templatesDir'>) {
   const linkView = (link: Issue['papers'][number]['links'][number]) => ({
-    url: link.url,
+    url: stageOneUrl(link.url),
     icon: LINK_LABELS[link.type].icon,
-    label: link.label ?? LINK_LABELS[link.type].label,
+    label: stageOneText(link.label ?? LINK_LABELS[link.type].label),
   });
+  const dateLine = formatDateLine(issue.volume, issue.dates.from, issue.dates.to);
+  const viewInBrowserUrl = `${context.publicUrl}/issues/${issue.id}`;
   return {
-    newsletterName: context.newsletterName,
-    listName: context.listName,
-    volume: issue.volume,
-    title: issue.title,
-    preheader: issue.preheader,
-    dateLine: formatDateLine(issue.volume, issue.dates.from, issue.dates.to),
-    viewInBrowserUrl: `${context.publicUrl}/issues/${issue.id}`,
-    introHtml: markdownToHtml(issue.intro.text),
-    highlights: issue.intro.highlights,
-    papers: issue.papers.map((paper) => ({
-      number: paper.number,
-      title: paper.title,
-      organisation: paper.organisation,
-      summaryHtml: markdownToHtml(paper.summary),
-      links: paper.links.map(linkView),
-    })),
-    tools: issue.tools.map((tool) => ({
-      name: tool.name,
-      descriptionHtml: markdownToHtml(tool.description),
-      links: tool.links.map(linkView),
-    })),
-    closingHtml: markdownToHtml(issue.closing),
+    dateLine,
+    viewInBrowserUrl,
+    values: {
+      newsletterName: stageOneText(context.newsletterName),
+      listName: stageOneText(context.listName),
+      volume: issue.volume,
+      title: stageOneText(issue.title),
+      preheader: stageOneText(issue.preheader),
+      dateLine: stageOneText(dateLine),
+      viewInBrowserUrl: stageOneUrl(viewInBrowserUrl),
+      introHtml: markdownToHtml(issue.intro.text),
+      highlights: issue.intro.highlights.map(stageOneText),
+      papers: issue.papers.map((paper) => ({
+        number: paper.number,
+        title: stageOneText(paper.title),
+        organisation: stageOneText(paper.organisation),
+        summaryHtml: markdownToHtml(paper.summary),
+        links: paper.links.map(linkView),
+      })),
+      tools: issue.tools.map((tool) => ({
+        name: stageOneText(tool.name),
+        descriptionHtml: markdownToHtml(tool.description),
+        links: tool.links.map(linkView),
+      })),
+      closingHtml: markdownToHtml(issue.closing),
+    },
   };
 }
 
@@ -79,13 +90,18 @@ export function issueSubject(issue: Issue, newsletterName: string): string {
 /** Compiles an issue: content → MJML (strict) → HTML, plus the text part, once per send. */
 export async function compileIssue(issue: Issue, context: CompileContext): Promise<CompiledIssue> {
   const templates = await loadTemplateSet(context.templatesDir);
-  const layout = layoutContext(issue, context);
-  const { dateLine, viewInBrowserUrl } = layout;
-  const mjmlSource = templates.render(layout);
+  const { dateLine, viewInBrowserUrl, values } = layoutContext(issue, context);
+  const mjmlSource = templates.render(values);
 
   const htmlTemplate = await mjmlToHtml(mjmlSource);
   const textTemplate = buildTextTemplate(issue, { newsletterName: context.newsletterName, dateLine, viewInBrowserUrl, listName: context.listName });
   const subject = issueSubject(issue, context.newsletterName);
+  for (const [label, template] of [['the compiled HTML', htmlTemplate], ['the text part', textTemplate]] as const) {
+    const unexpected = unexpectedPlaceholders(template);
+    if (unexpected.length > 0) {
+      throw new TemplateError(label, undefined, `placeholders other than ${[...SUBSCRIBER_FIELDS].join(', ')} would be filled per subscriber: ${unexpected.join('; ')}`);
+    }
+  }
 
   const warnings: string[] = [];
   const htmlBytes = Buffer.byteLength(htmlTemplate);

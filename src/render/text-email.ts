@@ -21,8 +21,8 @@ export function buildTextTemplate(issue: Issue, context: TextEmailContext): stri
   const lines: string[] = [];
   const push = (...more: string[]) => lines.push(...more);
 
-  push(literal(issue.title), `${context.newsletterName} · ${context.dateLine}`, '', literal(issue.preheader), '');
-  push(`View this issue in your browser: ${context.viewInBrowserUrl}`, '', RULE, '');
+  push(literal(issue.title), literal(`${context.newsletterName} · ${context.dateLine}`), '', literal(issue.preheader), '');
+  push(`View this issue in your browser: ${literal(context.viewInBrowserUrl)}`, '', RULE, '');
   push('{{#if name}}Hi {{name}},{{else}}Hi there,{{/if}}', '');
   push(literal(markdownToText(issue.intro.text)), '');
   for (const highlight of issue.intro.highlights) push(`  - ${literal(highlight)}`);
@@ -50,11 +50,11 @@ export function buildTextTemplate(issue: Issue, context: TextEmailContext): stri
 function linkLines(links: readonly IssueLink[]): string[] {
   return links.map((link) => {
     const { icon, label } = LINK_LABELS[link.type];
-    return `  ${icon} ${literal(link.label ?? label)}: ${link.url}`;
+    return `  ${icon} ${literal(link.label ?? label)}: ${literal(link.url)}`;
   });
 }
 
-/** Editor text is data, not template: "{{" in it must print as is. */
+/** Editor text is data, not template: "{{" in it must print as is. Every interpolated value goes through here. */
 function literal(text: string): string {
   return text.replaceAll('{{', '\\{{');
 }

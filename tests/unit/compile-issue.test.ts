@@ -54,6 +54,36 @@ describe('compiling an issue', () => {
     expect(big.warnings).toEqual([expect.stringMatching(/over the 102\.0 KB at which Gmail clips/)]);
   });
 
+  it('keeps "{{" in any issue field as text: titles, highlights, names, links', async () => {
+    const braces: Issue = {
+      ...issue,
+      title: 'Prompt templates like {{name}} and {{topic}}',
+      intro: { ...issue.intro, highlights: ['Why {{email}} leaks, from {{org}}'] },
+      papers: [{ ...issue.papers[0]!, organisation: '{{unsubscribeUrl}} Labs', links: [{ type: 'other', url: 'https://example.org/{{name}}', label: 'See {{name}}' }] }],
+      tools: [{ ...issue.tools[0]!, name: 'Tool {{#if name}}x{{/if}}' }],
+    };
+    const composer = await prepareMessageComposer(await compileIssue(braces, context), identity);
+    const parts = composer.renderParts({ id: '7', email: 'ada@example.org', name: 'Ada' });
+    for (const literal of ['Prompt templates like {{name}} and {{topic}}', 'Why {{email}} leaks, from {{org}}', '{{unsubscribeUrl}} Labs', 'See {{name}}: https://example.org/{{name}}', 'Tool {{#if name}}x{{/if}}']) {
+      expect(parts.text).toContain(literal);
+    }
+    expect(parts.html).toContain('Prompt templates like &#123;&#123;name&#125;&#125; and &#123;&#123;topic&#125;&#125;');
+    expect(parts.html).toContain('href="https://example.org/%7B%7Bname%7D%7D"');
+    expect(parts.html).not.toContain('Ada Labs');
+  });
+
+  it('refuses a template that leaves a placeholder other than the subscriber fields', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'nl-stage-two-'));
+    try {
+      await cp(TEMPLATES_DIR, dir, { recursive: true });
+      const footer = path.join(dir, 'partials/footer.mjml.hbs');
+      await writeFile(footer, (await readFile(footer, 'utf8')).replace('Unsubscribe</a>', 'Unsubscribe</a> \\{{topic}}'));
+      await expect(compileIssue(issue, { ...context, templatesDir: dir })).rejects.toThrow(/the compiled HTML: placeholders other than name, email, unsubscribeUrl.*\{\{topic\}\}/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('keeps "{{" in editor text as text, not as a template tag', async () => {
     const braces = { ...issue, closing: 'Reply with {{name}} or {{{unsubscribeUrl}}} in the subject.' };
     const composer = await prepareMessageComposer(await compileIssue(braces, context), identity);

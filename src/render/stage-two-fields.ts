@@ -1,0 +1,55 @@
+import Handlebars from 'handlebars';
+
+/**
+ * The only placeholders a compiled issue may keep for the per-subscriber fill. Anything else in a
+ * compiled template (a "{{topic}}" that slipped in through issue content, a helper) would either
+ * print subscriber data where the editor didn't put it or fail every job of the send, so
+ * compileIssue refuses it up front.
+ */
+export const SUBSCRIBER_FIELDS: ReadonlySet<string> = new Set(['name', 'email', 'unsubscribeUrl']);
+
+/** Lists what in a stage-two template is not one of the subscriber fields or an `#if` on one. */
+export function unexpectedPlaceholders(source: string): string[] {
+  const problems: string[] = [];
+  const isField = (node: hbs.AST.Node | undefined) =>
+    node?.type === 'PathExpression' && SUBSCRIBER_FIELDS.has((node as hbs.AST.PathExpression).original);
+  const describe = (node: hbs.AST.Node) => `line ${node.loc.start.line}: ${source.split('\n')[node.loc.start.line - 1]?.slice(node.loc.start.column, node.loc.end.column) ?? node.type}`;
+
+  const visit = (node: hbs.AST.Node | undefined): void => {
+    if (!node) return;
+    switch (node.type) {
+      case 'Program':
+        (node as hbs.AST.Program).body.forEach(visit);
+        return;
+      case 'ContentStatement':
+      case 'CommentStatement':
+        return;
+      case 'MustacheStatement': {
+        const mustache = node as hbs.AST.MustacheStatement;
+        if (!isField(mustache.path) || mustache.params.length > 0) problems.push(describe(node));
+        return;
+      }
+      case 'BlockStatement': {
+        const block = node as hbs.AST.BlockStatement;
+        if (block.path.original !== 'if' || block.params.length !== 1 || !isField(block.params[0])) problems.push(describe(node));
+        visit(block.program);
+        visit(block.inverse);
+        return;
+      }
+      default:
+        problems.push(describe(node));
+    }
+  };
+  visit(Handlebars.parse(source));
+  return problems;
+}
+
+/** Escapes plain text for stage-one HTML and encodes braces, so content can never become a stage-two tag. */
+export function stageOneText(text: string): Handlebars.SafeString {
+  return new Handlebars.SafeString(Handlebars.escapeExpression(text).replaceAll('{', '&#123;').replaceAll('}', '&#125;'));
+}
+
+/** A URL for an href: braces percent-encoded (they are not valid in a URL anyway), then HTML-escaped. */
+export function stageOneUrl(url: string): Handlebars.SafeString {
+  return new Handlebars.SafeString(Handlebars.escapeExpression(url.replaceAll('{', '%7B').replaceAll('}', '%7D')));
+}
