@@ -23,9 +23,13 @@ export async function fanOut(options: {
     const ids = await subscribers.listPage(list, cursor, chunkSize);
     if (ids.length === 0) break;
     const statuses = await subscribers.statusesOf(ids);
-    const active = ids.filter((_, index) => statuses[index] === 'active');
-    await sends.addRecipients(sendId, active);
-    await queue.addBulk(active.map((subscriberId) => ({ name: 'deliver', data: { sendId, subscriberId }, opts: { jobId: sendJobId(sendId, subscriberId) } })));
+    await sends.addRecipients(sendId, ids.filter((_, index) => statuses[index] === 'active'));
+    // Jobs go to every recipient recorded as queued, not just to those active now: a resumed chunk
+    // may hold recipients recorded before a crash who have unsubscribed since. Their job marks
+    // them skipped; leaving them out would leave the send pending forever.
+    const states = await sends.recipientStates(sendId, ids);
+    const queued = ids.filter((_, index) => states[index] === 'queued');
+    await queue.addBulk(queued.map((subscriberId) => ({ name: 'deliver', data: { sendId, subscriberId }, opts: { jobId: sendJobId(sendId, subscriberId) } })));
     cursor = Number(ids.at(-1));
     await sends.advanceFanOutCursor(sendId, cursor);
   }

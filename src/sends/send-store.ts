@@ -182,6 +182,13 @@ export class SendStore {
     return ((await this.redis.hget(this.keys.sendRecipients(sendId), subscriberId)) ?? undefined) as RecipientState | undefined;
   }
 
+  /** The states of many recipients in one round trip, in input order (undefined: not a recipient). */
+  async recipientStates(sendId: string, subscriberIds: readonly string[]): Promise<(RecipientState | undefined)[]> {
+    if (subscriberIds.length === 0) return [];
+    const states = await this.redis.hmget(this.keys.sendRecipients(sendId), ...subscriberIds);
+    return states.map((state) => (state ?? undefined) as RecipientState | undefined);
+  }
+
   /**
    * Moves a recipient from queued to a final state. Returns false when it was not queued (already
    * final), so the caller knows nothing was counted.
