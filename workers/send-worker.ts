@@ -1,5 +1,6 @@
 import { UnrecoverableError, Worker } from 'bullmq';
 import type { Config } from '../config/index.ts';
+import { AcceptedButUnrecordedError } from '../src/delivery/classify-failure.ts';
 import { createDeliveryHandler, type DeliveryOutcome } from '../src/delivery/deliver-job.ts';
 import { createSmtpTransport } from '../src/delivery/smtp-transport.ts';
 import { connectRedis } from '../src/redis/connection.ts';
@@ -35,22 +36,29 @@ export async function startSendWorker(config: Config): Promise<SendWorkerHandle>
   });
   // A worker's own connection errors are logged by BullMQ's 'error' event; without a listener Node would crash.
   worker.on('error', (error) => console.error(`worker error: ${error.message}`));
+  /** Outcome writes still under way; close() waits for them before it disconnects. */
+  const pendingRecords = new Set<Promise<unknown>>();
   // The handler records failures it sees itself. This catches the rest (an error before its try, a
   // Redis hiccup on the last attempt), so a send still completes and shows who failed. Recording is
   // a no-op for a recipient already in a final state.
   worker.on('failed', (job, error) => {
     if (!job || (job.attemptsMade < (job.opts.attempts ?? 1) && !(error instanceof UnrecoverableError))) return;
-    void sends
-      .markRecipient(job.data.sendId, job.data.subscriberId, 'failed', {
-        at: new Date().toISOString(),
-        permanent: error instanceof UnrecoverableError,
-        code: 'EJOB',
-        response: error.message,
-        attempts: job.attemptsMade,
-      })
-      .catch((recordError: unknown) => console.error(`could not record the failure of job ${job.id}: ${(recordError as Error).message}`));
+    const { sendId, subscriberId } = job.data;
+    const recorded =
+      error instanceof AcceptedButUnrecordedError
+        ? sends.markRecipient(sendId, subscriberId, 'accepted')
+        : sends.markRecipient(sendId, subscriberId, 'failed', {
+            at: new Date().toISOString(),
+            permanent: error instanceof UnrecoverableError,
+            code: 'EJOB',
+            response: error.message,
+            attempts: job.attemptsMade,
+          });
+    pendingRecords.add(recorded);
+    recorded
+      .catch((recordError: unknown) => console.error(`could not record the outcome of job ${job.id}: ${(recordError as Error).message}`))
+      .finally(() => pendingRecords.delete(recorded));
   });
-
   let closing: Promise<{ handedBack: boolean }> | undefined;
   return {
     worker,
@@ -63,6 +71,7 @@ export async function startSendWorker(config: Config): Promise<SendWorkerHandle>
         const outcome = await Promise.race([worker.close().then(() => 'closed' as const), timedOut]);
         clearTimeout(timer);
         if (outcome === 'timeout') await worker.close(true);
+        await Promise.allSettled(pendingRecords);
         transport.close();
         store.disconnect();
         blocking.disconnect();

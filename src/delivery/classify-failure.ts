@@ -37,8 +37,7 @@ export function classifySmtpFailure(fields: SmtpFailureFields): FailureClass {
   if (responseCode !== undefined && responseCode >= 500 && responseCode < 600) {
     // 503 is "bad sequence of commands": our session's fault, not this message's.
     if (responseCode === 503) return { permanent: false, bounce: undefined, reason: `SMTP ${responseCode}: bad sequence, retry` };
-    const recipientProblem = fields.command === 'RCPT TO' || enhanced?.startsWith('5.1.') === true;
-    return { permanent: true, bounce: recipientProblem ? 'hard' : undefined, reason: `SMTP ${responseCode}${enhanced ? ` ${enhanced}` : ''}: permanent` };
+    return { permanent: true, bounce: permanentBounce(responseCode, enhanced, fields.command), reason: `SMTP ${responseCode}${enhanced ? ` ${enhanced}` : ''}: permanent` };
   }
   if (responseCode !== undefined && responseCode >= 400 && responseCode < 500) {
     return { permanent: false, bounce: fields.command === 'RCPT TO' ? 'soft' : undefined, reason: `SMTP ${responseCode}${enhanced ? ` ${enhanced}` : ''}: temporary` };
@@ -49,8 +48,33 @@ export function classifySmtpFailure(fields: SmtpFailureFields): FailureClass {
   return { permanent: false, bounce: undefined, reason: `${code ?? 'unknown error'}: retry` };
 }
 
+/**
+ * Whether a permanent rejection says the address itself is bad (hard: suppress it) or the mailbox
+ * can't take mail now (soft: mailbox full, disabled), from the RFC 3463 enhanced status where there
+ * is one. Policy and content rejections (5.7.x spam blocks, 5.6.x) say nothing about the address.
+ */
+function permanentBounce(responseCode: number, enhanced: string | undefined, command: string | undefined): 'hard' | 'soft' | undefined {
+  if (enhanced) {
+    if (enhanced.startsWith('5.1.')) return 'hard';
+    if (enhanced.startsWith('5.2.')) return 'soft';
+    return undefined;
+  }
+  if (command !== 'RCPT TO') return undefined;
+  if (responseCode === 550 || responseCode === 551 || responseCode === 553) return 'hard';
+  if (responseCode === 552) return 'soft';
+  return undefined;
+}
+
 function enhancedStatus(response: string | undefined): string | undefined {
   return response ? /\b([245]\.\d{1,3}\.\d{1,3})\b/.exec(response)?.[1] : undefined;
+}
+
+/**
+ * The SMTP server accepted the message but recording that failed, even after retries. The job
+ * must not run again (that would send a duplicate); the worker records the acceptance later.
+ */
+export class AcceptedButUnrecordedError extends UnrecoverableError {
+  override readonly name = 'AcceptedButUnrecordedError';
 }
 
 /** A delivery that must not be retried; BullMQ fails the job at once. */

@@ -4,8 +4,8 @@ import type { Config } from '../../config/index.ts';
 import type { SendJobData } from '../sends/send-queue.ts';
 import type { SendStore } from '../sends/send-store.ts';
 import type { SubscriberStore } from '../subscribers/subscriber-store.ts';
-import { classifySmtpFailure, PermanentDeliveryError, type SmtpFailureFields } from './classify-failure.ts';
-import { prepareMessageComposer, type MessageComposer } from './compose-message.ts';
+import { AcceptedButUnrecordedError, classifySmtpFailure, PermanentDeliveryError, type SmtpFailureFields } from './classify-failure.ts';
+import { prepareMessageComposer, type ComposedMessage, type MessageComposer } from './compose-message.ts';
 
 /** What a job did, kept as the job's return value for the dashboard. */
 export type DeliveryOutcome =
@@ -65,11 +65,11 @@ export function createDeliveryHandler(deps: {
 
     const attempts = job.attemptsMade + 1;
     const lastAttempt = attempts >= (job.opts.attempts ?? 1);
+    let message: ComposedMessage;
+    let response: string;
     try {
-      const message = (await composerFor(sendId)).compose(subscriber);
-      const info = (await transport.sendMail({ envelope: message.envelope, raw: message.raw })) as { response?: string };
-      await sends.markRecipient(sendId, subscriberId, 'accepted');
-      return { outcome: 'accepted', messageId: message.messageId, response: info.response ?? '' };
+      message = (await composerFor(sendId)).compose(subscriber);
+      response = ((await transport.sendMail({ envelope: message.envelope, raw: message.raw })) as { response?: string }).response ?? '';
     } catch (error) {
       const fields = error as SmtpFailureFields;
       const failure = classifySmtpFailure(fields);
@@ -85,8 +85,29 @@ export function createDeliveryHandler(deps: {
           attempts,
         });
       }
+      // A hard bounce: the address does not exist. It is suppressed until someone lifts it.
+      if (failure.bounce === 'hard') await subscribers.setStatus(subscriberId, 'bounced');
       if (failure.permanent) throw new PermanentDeliveryError(`${subscriber.email}: ${failure.reason}: ${fields.response ?? (error as Error).message}`, failure);
       throw error;
     }
+    // The server has the message now. Whatever happens next, this job must not send it again.
+    await recordAcceptance(sends, sendId, subscriberId);
+    return { outcome: 'accepted', messageId: message.messageId, response };
   };
+}
+
+/** Delays between tries to record an acceptance: rides out a Redis failover of a few seconds. */
+const RECORD_RETRY_DELAYS_MS = [100, 300, 1_000, 3_000] as const;
+
+async function recordAcceptance(sends: SendStore, sendId: string, subscriberId: string): Promise<void> {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      await sends.markRecipient(sendId, subscriberId, 'accepted');
+      return;
+    } catch (error) {
+      const delay = RECORD_RETRY_DELAYS_MS[attempt];
+      if (delay === undefined) throw new AcceptedButUnrecordedError(`accepted by the SMTP server, but recording it failed: ${(error as Error).message}`);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
 }

@@ -129,10 +129,10 @@ export class SendStore {
   }
 
   async get(sendId: string): Promise<SendRecord | undefined> {
-    const [[, hash], [, total]] = ((await this.redis.multi().hgetall(this.keys.send(sendId)).hlen(this.keys.sendRecipients(sendId)).exec()) ?? []) as [
-      [unknown, Record<string, string>],
-      [unknown, number],
-    ];
+    const replies = (await this.redis.multi().hgetall(this.keys.send(sendId)).hlen(this.keys.sendRecipients(sendId)).exec()) ?? [];
+    for (const [error] of replies) if (error) throw error;
+    const hash = replies[0]?.[1] as Record<string, string>;
+    const total = replies[1]?.[1] as number;
     if (!hash.id) return undefined;
     const status = computeSendStatus({
       total,

@@ -27,6 +27,54 @@ describe('delivery failures', () => {
     ]);
     const failedJobs = await services.queue.getFailed();
     expect(failedJobs.map((job) => job.id)).toEqual([`${sendId}.2`]);
+
+    // A hard bounce is suppressed: the address is never mailed again, not even by a resend.
+    expect((await services.subscribers.get('2'))?.status).toBe('bounced');
+    const again = await harness.send('vol-138', { resend: true });
+    expect(await harness.waitForSend(again.sendId)).toMatchObject({ total: 2, accepted: 2, failed: 0 });
+    expect(rcptAttempts).toBe(1);
+  });
+
+  it('fails but does not suppress a recipient whose mailbox is full', async () => {
+    const harness = await createHarness('full', {
+      rejectRecipient: (address) => (address === 'reader1@example.org' ? { responseCode: 552, message: '5.2.2 Mailbox full' } : undefined),
+    });
+    const { services } = harness;
+    await seedSubscribers(services, 1);
+    await harness.startWorker();
+    const { sendId } = await harness.send('vol-138');
+    expect(await harness.waitForSend(sendId)).toMatchObject({ failed: 1 });
+    expect((await services.subscribers.get('1'))?.status).toBe('active');
+  });
+
+  it('never sends twice when recording the acceptance fails for a moment after the 250', async () => {
+    let sendId = '';
+    let sabotaged = false;
+    const harness = await createHarness('unrecorded', {
+      acceptDelayMs: 200,
+      onMessage: () => {
+        if (sabotaged) return;
+        sabotaged = true;
+        // While the server holds its 250, the recipient record becomes unreadable for 700 ms.
+        const key = `${harness.config.redis.prefix}:send:${sendId}:recipients`;
+        void (async () => {
+          const saved = await harness.services.redis.hgetall(key);
+          await harness.services.redis.multi().del(key).set(key, 'not a hash').exec();
+          setTimeout(() => void harness.services.redis.multi().del(key).hset(key, saved).exec(), 700);
+        })();
+      },
+    });
+    const { services } = harness;
+    await seedSubscribers(services, 1);
+    sendId = (await harness.send('vol-138')).sendId;
+    await harness.startWorker();
+    while (harness.received.length === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    await new Promise((resolve) => setTimeout(resolve, 1_000)); // the record is readable again
+    const record = await harness.waitForSend(sendId);
+    expect(sabotaged).toBe(true);
+    expect(record).toMatchObject({ state: 'sent', accepted: 1, failed: 0 });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(harness.received).toHaveLength(1);
   });
 
   it('retries a temporary 451 with backoff and then delivers once', async () => {

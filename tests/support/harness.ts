@@ -31,11 +31,20 @@ export interface Harness {
 /** Creates the harness and closes it when the current test finishes. */
 export async function createHarness(
   label: string,
-  options: { rejectRecipient?: (address: string) => SmtpRejection | undefined; config?: Record<string, string>; acceptDelayMs?: number } = {},
+  options: {
+    rejectRecipient?: (address: string) => SmtpRejection | undefined;
+    config?: Record<string, string>;
+    acceptDelayMs?: number;
+    /** Runs when the SMTP server has a message, before it answers 250. */
+    onMessage?: (message: ReceivedMessage) => void;
+  } = {},
 ): Promise<Harness> {
   const received: ReceivedMessage[] = [];
   const sink = await startSmtpSink({
-    onMessage: (raw, recipients) => received.push({ raw, recipients }),
+    onMessage: (raw, recipients) => {
+      received.push({ raw, recipients });
+      options.onMessage?.({ raw, recipients });
+    },
     ...(options.rejectRecipient ? { rejectRecipient: options.rejectRecipient } : {}),
     ...(options.acceptDelayMs ? { acceptDelayMs: options.acceptDelayMs } : {}),
   });
