@@ -95,7 +95,8 @@ export async function prepareMessageComposer(compiled: CompiledIssue, identity: 
     messageId: `<${TOKEN_MESSAGE_ID}@${domain}>`,
     date: TOKEN_DATE,
     headers: {
-      'List-Id': { prepared: true, value: `${encodeWords(identity.newsletterName, 'Q', 52)} <${listId}>` },
+      // List-Id is "phrase <id>" (RFC 2919), the shape of a mailbox: quoted or encoded the same way.
+      'List-Id': { prepared: true, value: formatMailbox(identity.newsletterName, listId) },
       // RFC 8058: with List-Unsubscribe (https), this makes the mail client's button a one-click POST.
       'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click',
       [SEND_ID_HEADER]: identity.sendId,
@@ -189,9 +190,12 @@ function preparePart(contentType: string, render: Handlebars.TemplateDelegate<Te
   };
 }
 
-/** Quoted-printable (nodemailer's encoder), wrapped at 76, ending in a soft line break ("=" CRLF). */
+/**
+ * Quoted-printable (nodemailer's encoder), ending in a soft line break ("=" CRLF). Wrapped at 75
+ * so that the closing "=" still fits the 76-character limit of RFC 2045 §6.7.
+ */
 function quotedPrintablePiece(text: string): string {
-  return `${qpWrap(qpEncode(toCrlf(text)), 76)}=\r\n`;
+  return `${qpWrap(qpEncode(toCrlf(text)), 75)}=\r\n`;
 }
 
 function toCrlf(text: string): string {

@@ -45,7 +45,7 @@ describe('sending vol-138 to 200 subscribers', () => {
       expect(firstAddress(mail!.from)).toMatchObject({ address: 'weekly@example.org', name: 'IR Research Weekly' });
       const headerLine = (key: string) => mail!.headerLines.filter((line) => line.key === key).map((line) => line.line);
       expect(headerLine('list-unsubscribe-post')).toEqual(['List-Unsubscribe-Post: List-Unsubscribe=One-Click']);
-      expect(headerLine('list-id')).toEqual(['List-ID: IR Research Weekly <weekly.newsletter.example.org>']);
+      expect(headerLine('list-id')).toEqual(['List-ID: "IR Research Weekly" <weekly.newsletter.example.org>']);
       expect(String(mail!.headers.get('x-newsletter-send'))).toBe(sendId);
       expect(mail!.messageId).toMatch(new RegExp(`^<${sendId.replaceAll('.', '\\.')}\\.\\d+@example\\.org>$`));
 

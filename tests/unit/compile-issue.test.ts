@@ -138,6 +138,18 @@ describe('composing the message', () => {
     expect(composer.compose(recipient).raw.toString().match(/Content-Transfer-Encoding: [\w-]+/g)).toEqual(['Content-Transfer-Encoding: quoted-printable', 'Content-Transfer-Encoding: quoted-printable']);
   });
 
+  it('keeps every line within the 76 characters RFC 2045 allows, whatever the name and address', async () => {
+    const composer = await prepareMessageComposer(compiled, { ...identity, newsletterName: 'IR: Weekly, "best"' });
+    for (let length = 60; length <= 80; length += 1) {
+      const raw = composer.compose({ id: String(length), email: `${'l'.repeat(64)}@example.org`, name: 'N'.repeat(length) }).raw.toString();
+      const body = raw.slice(raw.indexOf('\r\n\r\n'));
+      const longest = Math.max(...body.split('\r\n').map((line) => line.length));
+      expect(longest).toBeLessThanOrEqual(76);
+    }
+    const mail = await simpleParser(composer.compose({ id: '1', email: 'a@example.org', name: 'A' }).raw);
+    expect(mail.headers.get('list')).toMatchObject({ id: { name: 'IR: Weekly, "best"', id: 'weekly.newsletter.example.org' } });
+  });
+
   it('falls back to rendering each message whole when a template uses a field in a way the splice cannot reproduce', async () => {
     const unusual: CompiledIssue = { ...compiled, htmlTemplate: '<p>{{{name}}}</p><a href="{{unsubscribeUrl}}">x</a>' };
     const composer = await prepareMessageComposer(unusual, identity);
