@@ -32,10 +32,11 @@ export interface Mailbox {
 
 function parseMailbox(name: string) {
   return requiredString(name).transform((value, ctx): Mailbox => {
-    const [parsed] = addressparser(value);
+    const mailboxes = addressparser(value);
+    const [parsed] = mailboxes;
     const address = parsed && 'address' in parsed ? parsed.address : '';
-    if (!parsed || !address || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(address)) {
-      ctx.addIssue({ code: 'custom', message: `${name} must be a mailbox such as "IR Weekly <news@example.org>"` });
+    if (mailboxes.length !== 1 || !parsed || !address || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(address)) {
+      ctx.addIssue({ code: 'custom', message: `${name} must be one mailbox such as "IR Weekly <news@example.org>"` });
       return z.NEVER;
     }
     return { name: parsed.name, address };
@@ -55,7 +56,9 @@ export const envSchema = z.object({
   SMTP_URL: urlWithScheme('SMTP_URL', ['smtp', 'smtps']),
   MAIL_FROM: parseMailbox('MAIL_FROM'),
   NEWSLETTER_NAME: z.string().trim().min(1, 'NEWSLETTER_NAME must not be empty').default('IR Research Weekly'),
-  PUBLIC_URL: urlWithScheme('PUBLIC_URL', ['https']).transform((value) => value.replace(/\/+$/, '')),
+  PUBLIC_URL: urlWithScheme('PUBLIC_URL', ['https'])
+    .refine((value) => !/[?#]/.test(value), { message: 'PUBLIC_URL must be a base URL without ?query or #fragment (links are appended to it)' })
+    .transform((value) => value.replace(/\/+$/, '')),
   APP_SECRET: requiredString('APP_SECRET').refine((value) => value.length >= 32, {
     message: 'APP_SECRET must be at least 32 characters (try: openssl rand -hex 32)',
   }),

@@ -43,11 +43,15 @@ program
     const { buildIssuePreview } = await import('../render/build-preview.ts');
     const { GMAIL_CLIP_BYTES } = await import('../render/compile-issue.ts');
     const preview = await buildIssuePreview(config, issueId, options.list);
-    await mkdir(options.out, { recursive: true });
     const htmlFile = path.join(options.out, `${issueId}.html`);
     const textFile = path.join(options.out, `${issueId}.txt`);
-    await writeFile(htmlFile, preview.html);
-    await writeFile(textFile, preview.text);
+    try {
+      await mkdir(options.out, { recursive: true });
+      await writeFile(htmlFile, preview.html);
+      await writeFile(textFile, preview.text);
+    } catch (error) {
+      throw new UserFacingError(`Cannot write the preview to ${options.out}: ${(error as Error).message}`);
+    }
     const htmlBytes = Buffer.byteLength(preview.html);
     console.log(`${htmlFile}  ${formatBytes(htmlBytes)}  (Gmail clips past ${formatBytes(GMAIL_CLIP_BYTES)})`);
     console.log(`${textFile}  ${formatBytes(Buffer.byteLength(preview.text))}`);
@@ -91,7 +95,10 @@ subscribers
   .description('Count the subscribers of a list, by status')
   .option('--list <name>', 'list', listName, DEFAULT_LIST)
   .action(async (options: { list: string }) => {
-    const counts = await withServices((_, services) => services.subscribers.countList(options.list));
+    const counts = await withServices(async (_, services) => {
+      if (!(await services.subscribers.listExists(options.list))) throw new UserFacingError(`There is no list "${options.list}"`);
+      return services.subscribers.countList(options.list);
+    });
     const parts = Object.entries(counts.byStatus).map(([status, count]) => `${count} ${status}`);
     console.log(`list ${options.list}: ${counts.total} subscribers (${parts.join(', ')})`);
   });

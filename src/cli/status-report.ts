@@ -48,7 +48,8 @@ export function describeSendStatus(report: SendStatusReport): string {
   if (report.failures.length > 0) {
     lines.push('  failed recipients:');
     for (const failure of report.failures) {
-      lines.push(`    ${failure.email}: ${failure.responseCode ?? failure.code ?? ''} ${failure.response ?? ''} (${failure.attempts} attempt(s))`);
+      // An SMTP response already starts with its code ("550 5.1.1 …"); other failures carry a code only.
+      lines.push(`    ${failure.email}: ${failure.response ?? failure.code ?? 'unknown'} (${failure.permanent ? 'permanent' : `gave up after ${failure.attempts} attempts`})`);
     }
   }
   return lines.join('\n');

@@ -8,7 +8,10 @@ const ISSUE_FILE_EXTENSION = '.yaml';
 
 /** The ids of the issues in a folder, sorted. */
 export async function listIssueIds(issuesDir: string): Promise<string[]> {
-  const entries = await readdir(issuesDir).catch(() => []);
+  const entries = await readdir(issuesDir).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return [];
+    throw error;
+  });
   return entries
     .filter((entry) => entry.endsWith(ISSUE_FILE_EXTENSION))
     .map((entry) => entry.slice(0, -ISSUE_FILE_EXTENSION.length))

@@ -36,7 +36,8 @@ export async function loadTemplateSet(templatesDir: string): Promise<TemplateSet
       try {
         return layout(context);
       } catch (error) {
-        throw new TemplateError(LAYOUT_FILE, undefined, (error as Error).message);
+        // Handlebars names the field and the line but not the partial; "in [object Object]" is noise.
+        throw new TemplateError(`${LAYOUT_FILE} or a partial`, undefined, (error as Error).message.replace(/ in \[object Object\]/, ''));
       }
     },
   };

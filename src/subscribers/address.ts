@@ -1,6 +1,8 @@
 /** The longest address SMTP allows in a path (RFC 5321 §4.5.3.1.3, less the angle brackets). */
 const MAX_ADDRESS_LENGTH = 254;
-const ADDRESS_SHAPE = /^[^\s@<>()[\]\\,;:"]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$/;
+// Local part: printable ASCII without specials. Non-ASCII addresses need SMTPUTF8, which the
+// pipeline does not negotiate, so they are refused at import rather than failing at send.
+const ADDRESS_SHAPE = /^[!#-'*+\--9=?A-Z^-~]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$/;
 
 /**
  * Normalises an address the way duplicates are detected: trimmed, domain lower-cased (domains are

@@ -82,10 +82,13 @@ export async function importSubscribersCsv(store: SubscriberStore, file: string,
       if (batch.length >= BATCH_SIZE) await flush();
     }
     await flush();
+    if (!header) throw new CsvImportError(`${file}: the file is empty; it needs a header row with an "email" column`);
   } catch (error) {
     if (error instanceof CsvImportError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new CsvImportError(`${file}: no such file`);
+    if (code === 'EISDIR') throw new CsvImportError(`${file}: is a folder, not a CSV file`);
+    if (code === 'EACCES') throw new CsvImportError(`${file}: permission denied`);
     if (typeof code === 'string' && code.startsWith('CSV_')) {
       throw new CsvImportError(`${file}: malformed CSV: ${(error as Error).message} (${imported + updated} rows were imported before it)`);
     }

@@ -69,6 +69,13 @@ describe('the newsletter CLI', () => {
     expect(html).not.toContain('{{');
   });
 
+  it('exits non-zero with a message when the preview cannot be written', async () => {
+    await writeFile(path.join(dir, 'not-a-folder'), 'x');
+    const result = await cli(['build', 'vol-138', '--out', 'not-a-folder']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^error: Cannot write the preview to not-a-folder/);
+  });
+
   it('exits non-zero naming an unknown issue', async () => {
     const result = await cli(['build', 'vol-999']);
     expect(result.code).toBe(1);
@@ -95,6 +102,9 @@ describe('the newsletter CLI', () => {
     expect((await cli(['subscribers', 'add', ' Carol@Example.ORG', '--name', 'Carol'])).stdout).toContain('added Carol@example.org');
     expect((await cli(['subscribers', 'add', 'not-an-email'])).code).toBe(1);
     expect((await cli(['subscribers', 'count'])).stdout).toContain('list weekly: 3 subscribers (3 active');
+    const unknownList = await cli(['subscribers', 'count', '--list', 'nosuchlist']);
+    expect(unknownList.code).toBe(1);
+    expect(unknownList.stderr).toContain('There is no list "nosuchlist"');
 
     const shown = await cli(['subscribers', 'show', 'ada@example.org', '--json']);
     expect(JSON.parse(shown.stdout)).toMatchObject({ email: 'ada@example.org', name: 'Ada', status: 'active', lists: ['weekly'], attributes: { team: 'engines' } });

@@ -81,6 +81,8 @@ describe('subscribers import', () => {
       CsvImportError,
     );
     await expect(importSubscribersCsv(subscribers, path.join(dir, 'missing.csv'), 'weekly')).rejects.toThrow(/no such file/);
+    await expect(importSubscribersCsv(subscribers, dir, 'weekly')).rejects.toThrow(/is a folder, not a CSV file/);
+    await expect(importSubscribersCsv(subscribers, await csv('empty.csv', ''), 'weekly')).rejects.toThrow(/the file is empty/);
   });
 
   it('streams a large file in flat memory', async () => {

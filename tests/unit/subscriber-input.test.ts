@@ -8,11 +8,12 @@ describe('normaliseEmail', () => {
   it.each([
     ['  Ada@Example.ORG ', 'Ada@example.org'],
     ['ada.lovelace+news@sub.example.co.uk', 'ada.lovelace+news@sub.example.co.uk'],
+    ["o'connor_j-x.y@example.org", "o'connor_j-x.y@example.org"],
   ])('%s → %s', (input, expected) => {
     expect(normaliseEmail(input)).toBe(expected);
   });
 
-  it.each(['', 'ada', 'ada@', '@example.org', 'ada@example', 'a b@example.org', 'ada@exa mple.org', 'ada@example.org\r\nBcc: x@y.z', '<ada@example.org>', `${'a'.repeat(250)}@example.org`])(
+  it.each(['', 'ada', 'ada@', '@example.org', 'ada@example', 'a b@example.org', 'ada@exa mple.org', 'ada@example.org\r\nBcc: x@y.z', '<ada@example.org>', `${'a'.repeat(250)}@example.org`, 'zoë@example.org', 'a,b@example.org'])(
     'rejects %j',
     (input) => {
       expect(normaliseEmail(input)).toBeUndefined();
