@@ -5,7 +5,7 @@ import { createDeliveryHandler, type DeliveryOutcome } from '../src/delivery/del
 import { createSmtpTransport } from '../src/delivery/smtp-transport.ts';
 import { connectRedis } from '../src/redis/connection.ts';
 import { redisKeys } from '../src/redis/keys.ts';
-import { SEND_QUEUE_NAME, type SendJobData } from '../src/sends/send-queue.ts';
+import { createSendQueue, SEND_QUEUE_NAME, type SendJobData } from '../src/sends/send-queue.ts';
 import { SendStore } from '../src/sends/send-store.ts';
 import { SubscriberStore } from '../src/subscribers/subscriber-store.ts';
 
@@ -27,7 +27,19 @@ export async function startSendWorker(config: Config): Promise<SendWorkerHandle>
   const transport = createSmtpTransport(config.smtp);
   const sends = new SendStore(store, config.redis.prefix);
   const subscribers = new SubscriberStore(store, config.redis.prefix);
-  const handler = createDeliveryHandler({ config, sends, subscribers, transport });
+  const queue = createSendQueue(store, config);
+  let pausedUntil = 0;
+  const handler = createDeliveryHandler({
+    config,
+    sends,
+    subscribers,
+    transport,
+    async pauseSending(durationMs, reason) {
+      if (Date.now() >= pausedUntil) console.warn(`SMTP service unavailable (${reason}); holding the queue for ${durationMs} ms`);
+      pausedUntil = Date.now() + durationMs;
+      await queue.rateLimit(durationMs);
+    },
+  });
 
   const worker = new Worker<SendJobData, DeliveryOutcome>(SEND_QUEUE_NAME, handler, {
     connection: blocking,
@@ -72,6 +84,7 @@ export async function startSendWorker(config: Config): Promise<SendWorkerHandle>
         clearTimeout(timer);
         if (outcome === 'timeout') await worker.close(true);
         await Promise.allSettled(pendingRecords);
+        await queue.close();
         transport.close();
         store.disconnect();
         blocking.disconnect();

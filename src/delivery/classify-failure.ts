@@ -15,6 +15,11 @@ export interface SmtpFailureFields {
  */
 export interface FailureClass {
   readonly permanent: boolean;
+  /**
+   * What failed: the SMTP service itself (down, refusing, bad credentials: every message would fail
+   * the same way, so sending pauses instead of spending this recipient's attempts), or this message.
+   */
+  readonly scope: 'service' | 'message';
   readonly bounce: 'hard' | 'soft' | undefined;
   readonly reason: string;
 }
@@ -32,20 +37,23 @@ export function classifySmtpFailure(fields: SmtpFailureFields): FailureClass {
 
   // A bad credential is an ops problem, not the recipient's (even with its 535): retrying keeps
   // every message of the send until it is fixed, instead of failing them all.
-  if (code === 'EAUTH') return { permanent: false, bounce: undefined, reason: 'EAUTH: SMTP authentication failed, retry' };
+  if (code === 'EAUTH') return { permanent: false, scope: 'service', bounce: undefined, reason: 'EAUTH: SMTP authentication failed' };
 
   if (responseCode !== undefined && responseCode >= 500 && responseCode < 600) {
     // 503 is "bad sequence of commands": our session's fault, not this message's.
-    if (responseCode === 503) return { permanent: false, bounce: undefined, reason: `SMTP ${responseCode}: bad sequence, retry` };
-    return { permanent: true, bounce: permanentBounce(responseCode, enhanced, fields.command), reason: `SMTP ${responseCode}${enhanced ? ` ${enhanced}` : ''}: permanent` };
+    if (responseCode === 503) return { permanent: false, scope: 'message', bounce: undefined, reason: `SMTP ${responseCode}: bad sequence, retry` };
+    return { permanent: true, scope: 'message', bounce: permanentBounce(responseCode, enhanced, fields.command), reason: `SMTP ${responseCode}${enhanced ? ` ${enhanced}` : ''}: permanent` };
   }
   if (responseCode !== undefined && responseCode >= 400 && responseCode < 500) {
-    return { permanent: false, bounce: fields.command === 'RCPT TO' ? 'soft' : undefined, reason: `SMTP ${responseCode}${enhanced ? ` ${enhanced}` : ''}: temporary` };
+    // A server that answers, even 421 "closing channel", is judging this message or this sender's
+    // pace: retry it with backoff and count the attempt, so one recipient can't stall forever.
+    return { permanent: false, scope: 'message', bounce: fields.command === 'RCPT TO' ? 'soft' : undefined, reason: `SMTP ${responseCode}${enhanced ? ` ${enhanced}` : ''}: temporary` };
   }
-  if (code && TRANSIENT_CODES.has(code)) return { permanent: false, bounce: undefined, reason: `${code}: connection problem, retry` };
+  // No reply at all (refused, timed out, reset): the service is unreachable.
+  if (code && TRANSIENT_CODES.has(code)) return { permanent: false, scope: 'service', bounce: undefined, reason: `${code}: connection problem` };
   // Rejected before talking to the server: an address or message nodemailer itself refuses.
-  if (code === 'EENVELOPE' || code === 'EMESSAGE') return { permanent: true, bounce: undefined, reason: `${code}: refused before sending` };
-  return { permanent: false, bounce: undefined, reason: `${code ?? 'unknown error'}: retry` };
+  if (code === 'EENVELOPE' || code === 'EMESSAGE') return { permanent: true, scope: 'message', bounce: undefined, reason: `${code}: refused before sending` };
+  return { permanent: false, scope: 'message', bounce: undefined, reason: `${code ?? 'unknown error'}: retry` };
 }
 
 /**

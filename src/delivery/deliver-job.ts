@@ -1,4 +1,4 @@
-import type { Job } from 'bullmq';
+import { RateLimitError, type Job } from 'bullmq';
 import type { Transporter } from 'nodemailer';
 import type { Config } from '../../config/index.ts';
 import type { SendJobData } from '../sends/send-queue.ts';
@@ -27,6 +27,11 @@ export function createDeliveryHandler(deps: {
   readonly sends: SendStore;
   readonly subscribers: SubscriberStore;
   readonly transport: Transporter;
+  /**
+   * Holds back every worker of the queue for a while (BullMQ's manual rate limit), for when the
+   * SMTP service itself is failing.
+   */
+  readonly pauseSending: (durationMs: number, reason: string) => Promise<void>;
 }): (job: Job<SendJobData>) => Promise<DeliveryOutcome> {
   const { config, sends, subscribers, transport } = deps;
   const composers = new Map<string, Promise<MessageComposer>>();
@@ -73,6 +78,13 @@ export function createDeliveryHandler(deps: {
     } catch (error) {
       const fields = error as SmtpFailureFields;
       const failure = classifySmtpFailure(fields);
+      if (failure.scope === 'service') {
+        // The SMTP service is down or refusing us: every job would fail alike. Pause the queue and
+        // put this job back without spending one of its attempts, so an outage of any length
+        // delays the send instead of failing its recipients.
+        await deps.pauseSending(config.send.backoffMs, failure.reason);
+        throw new RateLimitError();
+      }
       // Whatever the cause, a recipient whose job ends here is recorded as failed, with the reason,
       // so that a send always completes and ops can see who failed.
       if (failure.permanent || lastAttempt) {

@@ -24,6 +24,16 @@ describe('classifySmtpFailure', () => {
     expect(classifySmtpFailure(fields)).toMatchObject(expected);
   });
 
+  it.each([
+    [{ code: 'ECONNECTION' }, 'service'],
+    [{ code: 'EAUTH', responseCode: 535 }, 'service'],
+    [{ code: 'ECONNECTION', responseCode: 421, command: 'CONN', response: '421 4.7.0 Try again later, closing connection' }, 'message'],
+    [{ code: 'EENVELOPE', responseCode: 451, command: 'RCPT TO' }, 'message'],
+    [{ code: 'EENVELOPE', responseCode: 550, command: 'RCPT TO' }, 'message'],
+  ] as const)('scopes %j to the %s', (fields, scope) => {
+    expect(classifySmtpFailure(fields).scope).toBe(scope);
+  });
+
   it('never reads meaning from the reply text alone', () => {
     const fields = { response: '550 5.1.1 User unknown' };
     expect(classifySmtpFailure(fields).permanent).toBe(false);
