@@ -24,6 +24,8 @@ export interface Config {
   readonly appSecret: string;
   /** Absolute path of the folder that holds one <issue>.yaml per issue. */
   readonly issuesDir: string;
+  /** Where `newsletter serve` listens (the unsubscribe endpoint behind PUBLIC_URL). */
+  readonly http: { readonly host: string; readonly port: number };
   readonly send: {
     /** Jobs one worker process runs at once. */
     readonly workerConcurrency: number;
@@ -72,6 +74,7 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
     publicUrl: env.PUBLIC_URL,
     appSecret: env.APP_SECRET,
     issuesDir: path.resolve(PROJECT_ROOT, env.ISSUES_DIR),
+    http: { host: env.HTTP_HOST, port: env.HTTP_PORT },
     send: {
       workerConcurrency: env.WORKER_CONCURRENCY,
       maxAttempts: env.SEND_MAX_ATTEMPTS,

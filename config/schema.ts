@@ -63,6 +63,13 @@ export const envSchema = z.object({
     message: 'APP_SECRET must be at least 32 characters (try: openssl rand -hex 32)',
   }),
   ISSUES_DIR: z.string().min(1).default('emails/issues'),
+  HTTP_HOST: z.string().trim().min(1, 'HTTP_HOST must not be empty').default('127.0.0.1'),
+  HTTP_PORT: z.coerce
+    .number({ error: 'HTTP_PORT must be a port number' })
+    .int('HTTP_PORT must be a port number')
+    .min(1, 'HTTP_PORT must be between 1 and 65535')
+    .max(65_535, 'HTTP_PORT must be between 1 and 65535')
+    .default(8080),
   WORKER_CONCURRENCY: positiveInt('WORKER_CONCURRENCY').default(40),
   SMTP_POOL_SIZE: positiveInt('SMTP_POOL_SIZE').default(10),
   SMTP_MAX_MESSAGES_PER_CONNECTION: positiveInt('SMTP_MAX_MESSAGES_PER_CONNECTION').default(1000),

@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadConfig, type Config } from '../../config/index.ts';
 import { UserFacingError } from '../errors.ts';
 import { openServices, type Services } from '../services.ts';
@@ -20,6 +20,12 @@ async function withServices<T>(run: (config: Config, services: Services) => Prom
   } finally {
     await services.close();
   }
+}
+
+function requireEmail(rawEmail: string): string {
+  const email = normaliseEmail(rawEmail);
+  if (!email) throw new UserFacingError(`"${rawEmail}" is not a valid email address`);
+  return email;
 }
 
 function formatBytes(bytes: number): string {
@@ -82,8 +88,7 @@ subscribers
   .option('--name <name>', 'display name')
   .option('--list <name>', 'list to add them to', listName, DEFAULT_LIST)
   .action(async (rawEmail: string, options: { name?: string; list: string }) => {
-    const email = normaliseEmail(rawEmail);
-    if (!email) throw new UserFacingError(`"${rawEmail}" is not a valid email address`);
+    const email = requireEmail(rawEmail);
     const result = await withServices((_, services) =>
       services.subscribers.upsert({ email, name: cleanDisplayName(options.name), list: options.list }),
     );
@@ -109,8 +114,7 @@ subscribers
   .argument('<email>')
   .option('--json', 'print JSON')
   .action(async (rawEmail: string, options: { json?: boolean }) => {
-    const email = normaliseEmail(rawEmail);
-    if (!email) throw new UserFacingError(`"${rawEmail}" is not a valid email address`);
+    const email = requireEmail(rawEmail);
     const shown = await withServices(async (_, services) => {
       const id = await services.subscribers.findIdByEmail(email);
       const subscriber = id ? await services.subscribers.get(id) : undefined;
@@ -122,6 +126,31 @@ subscribers
       console.log(`${shown.email} (id ${shown.id})\n  name: ${shown.name || '(none)'}\n  status: ${shown.status}\n  lists: ${shown.lists.join(', ') || '(none)'}`);
       for (const [key, value] of Object.entries(shown.attributes)) console.log(`  ${key}: ${value}`);
     }
+  });
+
+const SUPPRESSION_REASONS = ['unsubscribed', 'bounced', 'complained'] as const;
+
+subscribers
+  .command('suppress')
+  .description('Suppress an address by hand: it is never mailed again until lifted')
+  .argument('<email>')
+  .addOption(new Option('--reason <reason>', 'recorded as the status').choices(SUPPRESSION_REASONS).default('unsubscribed'))
+  .action(async (rawEmail: string, options: { reason: (typeof SUPPRESSION_REASONS)[number] }) => {
+    const email = requireEmail(rawEmail);
+    const { suppressByEmail } = await import('../subscribers/suppression.ts');
+    const subscriber = await withServices((_, services) => suppressByEmail(services.subscribers, email, options.reason));
+    console.log(`${subscriber.email} is suppressed (${subscriber.status})`);
+  });
+
+subscribers
+  .command('lift')
+  .description('Lift a suppression explicitly, so the address is mailed again')
+  .argument('<email>')
+  .action(async (rawEmail: string) => {
+    const email = requireEmail(rawEmail);
+    const { liftSuppressionByEmail } = await import('../subscribers/suppression.ts');
+    const { subscriber, previous } = await withServices((_, services) => liftSuppressionByEmail(services.subscribers, email));
+    console.log(previous === 'active' ? `${subscriber.email} was not suppressed` : `${subscriber.email} is active again (was ${previous})`);
   });
 
 program
@@ -173,6 +202,23 @@ program
     const { describeSendStatus, sendStatusReport } = await import('./status-report.ts');
     const report = await withServices((config, services) => sendStatusReport(config, services, issueId, options.list));
     console.log(options.json ? JSON.stringify(report, null, 2) : describeSendStatus(report));
+  });
+
+program
+  .command('serve')
+  .description('Serve the unsubscribe links of the emails (GET confirms, POST and RFC 8058 one-click unsubscribe) on HTTP_HOST:HTTP_PORT')
+  .action(async () => {
+    const config = await loadConfig();
+    const { buildHttpApp } = await import('../http/app.ts');
+    const services = await openServices(config);
+    const app = await buildHttpApp({ config, subscribers: services.subscribers });
+    await app.listen({ host: config.http.host, port: config.http.port });
+    console.log(`serving ${config.publicUrl}/unsubscribe on http://${config.http.host}:${config.http.port}`);
+    await new Promise<void>((resolve) => {
+      const stop = () => void app.close().then(() => services.close()).then(resolve);
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    });
   });
 
 program

@@ -54,7 +54,7 @@ describe('the newsletter CLI', () => {
     const stdout = await new Promise<string>((resolve, reject) => {
       execFile('npx', ['--no-install', 'newsletter', '--help'], { cwd: PROJECT_ROOT, env: { ...process.env } }, (error, out) => (error ? reject(error) : resolve(out)));
     });
-    for (const command of ['build', 'subscribers', 'send', 'worker', 'status', 'demo']) expect(stdout).toContain(command);
+    for (const command of ['build', 'subscribers', 'send', 'worker', 'status', 'serve', 'demo']) expect(stdout).toContain(command);
   });
 
   it('builds an issue into .html and .txt, filled for a sample subscriber, with their sizes', async () => {
@@ -105,6 +105,11 @@ describe('the newsletter CLI', () => {
     const unknownList = await cli(['subscribers', 'count', '--list', 'nosuchlist']);
     expect(unknownList.code).toBe(1);
     expect(unknownList.stderr).toContain('There is no list "nosuchlist"');
+
+    expect((await cli(['subscribers', 'suppress', 'bob@example.org', '--reason', 'complained'])).stdout).toContain('bob@example.org is suppressed (complained)');
+    expect((await cli(['subscribers', 'suppress', 'bob@example.org', '--reason', 'angry'])).code).toBe(1);
+    expect((await cli(['subscribers', 'count'])).stdout).toContain('2 active, 0 unsubscribed, 0 bounced, 1 complained');
+    expect((await cli(['subscribers', 'lift', 'bob@example.org'])).stdout).toContain('bob@example.org is active again (was complained)');
 
     const shown = await cli(['subscribers', 'show', 'ada@example.org', '--json']);
     expect(JSON.parse(shown.stdout)).toMatchObject({ email: 'ada@example.org', name: 'Ada', status: 'active', lists: ['weekly'], attributes: { team: 'engines' } });
