@@ -76,9 +76,9 @@ subscribers
   .action(async (file: string, options: { list: string }) => {
     const { importSubscribersCsv } = await import('../subscribers/import-csv.ts');
     const report = await withServices((_, services) => importSubscribersCsv(services.subscribers, file, options.list));
-    console.log(`list ${options.list}: ${report.imported} imported, ${report.updated} updated, ${report.invalid.length} invalid`);
-    for (const row of report.invalid.slice(0, 50)) console.log(`  line ${row.line}: ${row.reason}`);
-    if (report.invalid.length > 50) console.log(`  … and ${report.invalid.length - 50} more invalid rows`);
+    console.log(`list ${options.list}: ${report.imported} imported, ${report.updated} updated, ${report.invalidCount} invalid`);
+    for (const row of report.invalid.slice(0, INVALID_ROWS_SHOWN)) console.log(`  line ${row.line}: ${row.reason}`);
+    if (report.invalidCount > INVALID_ROWS_SHOWN) console.log(`  … and ${report.invalidCount - INVALID_ROWS_SHOWN} more invalid rows`);
   });
 
 subscribers
@@ -127,6 +127,9 @@ subscribers
       for (const [key, value] of Object.entries(shown.attributes)) console.log(`  ${key}: ${value}`);
     }
   });
+
+/** Invalid CSV rows printed by `subscribers import`; the rest are counted. */
+const INVALID_ROWS_SHOWN = 50;
 
 const SUPPRESSION_REASONS = ['unsubscribed', 'bounced', 'complained'] as const;
 

@@ -65,7 +65,7 @@ export async function runDemo(): Promise<void> {
     cleanups.push(() => services.close());
 
     const report = await importSubscribersCsv(services.subscribers, SAMPLE_CSV, DEFAULT_LIST);
-    console.log(`subscribers: ${report.imported} imported, ${report.updated} updated, ${report.invalid.length} invalid from ${path.relative(PROJECT_ROOT, SAMPLE_CSV)}`);
+    console.log(`subscribers: ${report.imported} imported, ${report.updated} updated, ${report.invalidCount} invalid from ${path.relative(PROJECT_ROOT, SAMPLE_CSV)}`);
 
     const started = Date.now();
     const send = await startSend({ config, ...services }, { issueId: DEMO_ISSUE, list: DEFAULT_LIST, resend: false });

@@ -20,14 +20,24 @@ export function sendJobId(sendId: string, subscriberId: string): string {
   return `${sendId}.${subscriberId}`;
 }
 
+/**
+ * How long BullMQ keeps finished jobs. The per-recipient record of each send is the source of
+ * truth; the queue only keeps recent history for ops: a day of completed jobs (at most 10,000) and
+ * two weeks of failed ones.
+ */
+const JOB_RETENTION = {
+  completedAgeS: 24 * 3600,
+  completedMaxCount: 10_000,
+  failedAgeS: 14 * 24 * 3600,
+} as const;
+
 /** Retry and retention policy of send jobs, from config. */
 export function sendJobOptions(send: Config['send']): JobsOptions {
   return {
     attempts: send.maxAttempts,
     backoff: { type: 'exponential', delay: send.backoffMs },
-    // Our own per-recipient record is the source of truth; BullMQ keeps recent history for the dashboard.
-    removeOnComplete: { age: 24 * 3600, count: 10_000 },
-    removeOnFail: { age: 14 * 24 * 3600 },
+    removeOnComplete: { age: JOB_RETENTION.completedAgeS, count: JOB_RETENTION.completedMaxCount },
+    removeOnFail: { age: JOB_RETENTION.failedAgeS },
   };
 }
 

@@ -19,8 +19,14 @@ export interface InvalidRow {
 export interface ImportReport {
   readonly imported: number;
   readonly updated: number;
+  /** How many rows were skipped as invalid. */
+  readonly invalidCount: number;
+  /** The first INVALID_ROWS_KEPT of them, with line and reason (a broken 1M-line file stays small). */
   readonly invalid: readonly InvalidRow[];
 }
+
+/** Invalid rows reported in detail; the rest are only counted. */
+export const INVALID_ROWS_KEPT = 1000;
 
 /** Rows written per Redis round trip. */
 const BATCH_SIZE = 500;
@@ -40,6 +46,11 @@ export async function importSubscribersCsv(store: SubscriberStore, file: string,
   let imported = 0;
   let updated = 0;
   const invalid: InvalidRow[] = [];
+  let invalidCount = 0;
+  const skip = (row: InvalidRow) => {
+    invalidCount += 1;
+    if (invalid.length < INVALID_ROWS_KEPT) invalid.push(row);
+  };
   let batch: SubscriberInput[] = [];
   let header: string[] | undefined;
   let emailColumn = -1;
@@ -64,13 +75,13 @@ export async function importSubscribersCsv(store: SubscriberStore, file: string,
       }
       const line = info.lines;
       if (record.length > header.length) {
-        invalid.push({ line, reason: `the row has ${record.length} fields but the header has ${header.length} (an unquoted comma?)` });
+        skip({ line, reason: `the row has ${record.length} fields but the header has ${header.length} (an unquoted comma?)` });
         continue;
       }
       const rawEmail = record[emailColumn] ?? '';
       const email = normaliseEmail(rawEmail);
       if (!email) {
-        invalid.push({ line, reason: rawEmail ? `"${rawEmail}" is not a valid email address` : 'the email is empty' });
+        skip({ line, reason: rawEmail ? `"${rawEmail}" is not a valid email address` : 'the email is empty' });
         continue;
       }
       const attributes: Record<string, string> = {};
@@ -94,5 +105,5 @@ export async function importSubscribersCsv(store: SubscriberStore, file: string,
     }
     throw error;
   }
-  return { imported, updated, invalid };
+  return { imported, updated, invalidCount, invalid };
 }

@@ -40,6 +40,7 @@ describe('subscribers import', () => {
     const report = await importSubscribersCsv(subscribers, file, 'weekly');
     expect(report.imported).toBe(3);
     expect(report.updated).toBe(1);
+    expect(report.invalidCount).toBe(3);
     expect(report.invalid).toEqual([
       { line: 3, reason: '"not-an-address" is not a valid email address' },
       { line: 5, reason: 'the email is empty' },
@@ -85,6 +86,16 @@ describe('subscribers import', () => {
     await expect(importSubscribersCsv(subscribers, await csv('empty.csv', ''), 'weekly')).rejects.toThrow(/the file is empty/);
   });
 
+  it('counts every invalid row but details only the first thousand', async () => {
+    const harness = await createHarness('csv-invalid');
+    const lines = ['email,name', 'ok@example.org,Ok'];
+    for (let n = 0; n < 1500; n += 1) lines.push(`broken-${n},Broken`);
+    const report = await importSubscribersCsv(harness.services.subscribers, await csv('invalid.csv', `${lines.join('\n')}\n`), 'weekly');
+    expect(report).toMatchObject({ imported: 1, invalidCount: 1500 });
+    expect(report.invalid).toHaveLength(1000);
+    expect(report.invalid[999]).toEqual({ line: 1002, reason: '"broken-999" is not a valid email address' });
+  });
+
   it('streams a large file in flat memory', async () => {
     const harness = await createHarness('csv-large');
     const { subscribers } = harness.services;
@@ -93,7 +104,7 @@ describe('subscribers import', () => {
     for (let n = 0; n < rows; n += 1) lines.push(`reader${n}@example.org,Reader ${n}`);
     const file = await csv('large.csv', `${lines.join('\n')}\n`);
     const report = await importSubscribersCsv(subscribers, file, 'weekly');
-    expect(report).toMatchObject({ imported: rows, updated: 0, invalid: [] });
+    expect(report).toMatchObject({ imported: rows, updated: 0, invalidCount: 0, invalid: [] });
     expect((await subscribers.countList('weekly')).total).toBe(rows);
   });
 });
