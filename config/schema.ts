@@ -79,4 +79,3 @@ export const envSchema = z.object({
   WORKER_SHUTDOWN_TIMEOUT_MS: positiveInt('WORKER_SHUTDOWN_TIMEOUT_MS').default(30_000),
 });
 
-export type EnvInput = z.input<typeof envSchema>;

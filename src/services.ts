@@ -15,6 +15,7 @@ export interface Services {
   close(): Promise<void>;
 }
 
+/** Connects to Redis (failing with a message naming REDIS_URL) and opens the stores and the queue. */
 export async function openServices(config: Config): Promise<Services> {
   const redis = await connectRedis(config.redis.url);
   const queue = createSendQueue(redis, config);

@@ -232,6 +232,7 @@ program
     await runDemo();
   });
 
+/** Runs the CLI; user-facing errors print one line and set exit code 1, anything else is a bug and throws. */
 export async function main(argv: readonly string[]): Promise<void> {
   try {
     await program.parseAsync([...argv]);

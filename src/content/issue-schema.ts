@@ -2,6 +2,7 @@ import { z } from 'zod';
 
 /** What a link under a paper or a tool points at; it picks the button label and icon. */
 export const LINK_TYPES = ['paper', 'code', 'model', 'other'] as const;
+/** One of LINK_TYPES. */
 export type LinkType = (typeof LINK_TYPES)[number];
 
 const nonEmptyText = z.string().trim().min(1, 'must not be empty');
@@ -73,6 +74,9 @@ export const issueSchema = z
 
 /** A validated issue. */
 export type Issue = z.infer<typeof issueSchema>;
+/** A typed link under a paper or a tool. */
 export type IssueLink = z.infer<typeof linkSchema>;
+/** One paper of an issue. */
 export type IssuePaper = z.infer<typeof paperSchema>;
+/** One entry of the issue's tools section. */
 export type IssueTool = z.infer<typeof toolSchema>;

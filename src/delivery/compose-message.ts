@@ -40,6 +40,7 @@ export interface MessageComposer {
 
 /** Names the send and the subscriber in every message, so a bounce or complaint can be matched back. */
 export const SEND_ID_HEADER = 'X-Newsletter-Send';
+/** Names the subscriber, beside SEND_ID_HEADER. */
 export const SUBSCRIBER_ID_HEADER = 'X-Newsletter-Subscriber';
 
 const TOKEN_MESSAGE_ID = 'nlslotmessageid';

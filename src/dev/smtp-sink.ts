@@ -8,6 +8,7 @@ export interface SmtpRejection {
   readonly message: string;
 }
 
+/** How the sink treats what it receives. */
 export interface SmtpSinkOptions {
   /** Writes each accepted message to this folder as <n>.eml. */
   readonly outboxDir?: string;

@@ -30,4 +30,5 @@ export function redisKeys(prefix: string) {
   } as const;
 }
 
+/** The key builders of one prefix. */
 export type RedisKeys = ReturnType<typeof redisKeys>;

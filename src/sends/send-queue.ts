@@ -41,6 +41,7 @@ export function sendJobOptions(send: Config['send']): JobsOptions {
   };
 }
 
+/** The send queue under this config's key prefix, with the configured retry policy as job defaults. */
 export function createSendQueue(connection: Redis, config: Config): Queue<SendJobData> {
   return new Queue<SendJobData>(SEND_QUEUE_NAME, {
     connection,

@@ -15,6 +15,7 @@ export interface SendRecordFacts {
   readonly fanOutDone: boolean;
 }
 
+/** A send's facts with what derives from them. */
 export interface SendStatus extends SendRecordFacts {
   readonly state: SendState;
   /** Recipients queued and not yet accepted, failed or skipped. */

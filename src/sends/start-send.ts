@@ -17,6 +17,7 @@ export class SendRefusedError extends UserFacingError {
 /** Where the MJML layout and partials live. */
 export const TEMPLATES_DIR = path.join(PROJECT_ROOT, 'emails');
 
+/** What the editor asks for: `newsletter send <issue> [--list] [--resend]`. */
 export interface StartSendRequest {
   readonly issueId: string;
   readonly list: string;
@@ -24,6 +25,7 @@ export interface StartSendRequest {
   readonly resend: boolean;
 }
 
+/** The send that is now queued. */
 export interface StartSendResult {
   readonly sendId: string;
   /** True when an interrupted fan-out of an existing send was resumed instead of starting a new send. */

@@ -16,6 +16,7 @@ export interface InvalidRow {
   readonly reason: string;
 }
 
+/** What an import did. */
 export interface ImportReport {
   readonly imported: number;
   readonly updated: number;

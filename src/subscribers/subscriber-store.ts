@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { redisKeys, type RedisKeys } from '../redis/keys.ts';
 
+/** Every subscriber status; all but `active` are suppressed. */
 export const SUBSCRIBER_STATUSES = ['active', 'unsubscribed', 'bounced', 'complained'] as const;
 /** Only `active` subscribers are mailed; the others are suppressed until someone lifts it. */
 export type SubscriberStatus = (typeof SUBSCRIBER_STATUSES)[number];
@@ -8,8 +9,10 @@ export type SubscriberStatus = (typeof SUBSCRIBER_STATUSES)[number];
 /** The default list a subscriber joins and a send goes to. */
 export const DEFAULT_LIST = 'weekly';
 
+/** What a list name may look like: it becomes part of Redis keys and send ids. */
 export const LIST_NAME_SHAPE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 
+/** One subscriber as stored; the address is normalised. */
 export interface Subscriber {
   readonly id: string;
   readonly email: string;
