@@ -181,7 +181,7 @@ async function main(): Promise<void> {
   const compileTimes: number[] = [];
   for (let run = 0; run < 3; run += 1) {
     const start = performance.now();
-    await compileIssue(issue, { newsletterName: config.mail.newsletterName, publicUrl: config.publicUrl, listName: LIST, templatesDir: TEMPLATES_DIR });
+    await compileIssue(issue, { from: config.mail.from, newsletterName: config.mail.newsletterName, publicUrl: config.publicUrl, listName: LIST, templatesDir: TEMPLATES_DIR });
     compileTimes.push(performance.now() - start);
   }
   const compileMs = compileTimes.sort((a, b) => a - b)[1]!;

@@ -2,7 +2,6 @@ import Handlebars from 'handlebars';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { encodeWords, foldLines, isPlainText } from 'nodemailer/lib/mime-funcs';
 import { encode as qpEncode, wrap as qpWrap } from 'nodemailer/lib/qp';
-import type { Mailbox } from '../../config/index.ts';
 import type { CompiledIssue } from '../render/compile-issue.ts';
 import { unsubscribeUrl } from '../security/tokens.ts';
 import { cleanDisplayName } from '../subscribers/address.ts';
@@ -14,13 +13,9 @@ export interface Recipient {
   readonly name: string;
 }
 
-/** The per-send facts every message of a send shares. */
+/** What a send adds to its compiled issue: its id, and the secret that signs its links (never stored). */
 export interface SendIdentity {
   readonly sendId: string;
-  readonly list: string;
-  readonly from: Mailbox;
-  readonly newsletterName: string;
-  readonly publicUrl: string;
   readonly appSecret: string;
 }
 
@@ -84,20 +79,20 @@ export async function prepareMessageComposer(compiled: CompiledIssue, identity: 
   const renderHtml = handlebars.compile(compiled.htmlTemplate, { strict: true, knownHelpersOnly: true });
   // Text parts travel in canonical form, CRLF line ends (RFC 2045 §6.8 encodes after canonicalising).
   const renderText = handlebars.compile(toCrlf(compiled.textTemplate), { strict: true, knownHelpersOnly: true, noEscape: true });
-  const domain = identity.from.address.slice(identity.from.address.lastIndexOf('@') + 1);
-  const listId = `${identity.list}.${new URL(identity.publicUrl).hostname}`;
+  const domain = compiled.from.address.slice(compiled.from.address.lastIndexOf('@') + 1);
+  const listId = `${compiled.listName}.${new URL(compiled.publicUrl).hostname}`;
   const textPart = preparePart('text/plain', renderText, (value) => value);
   const htmlPart = preparePart('text/html', renderHtml, (value) => handlebars.escapeExpression(value));
 
   const skeleton = await buildSkeleton({
     // A copy: MailComposer rewrites address objects in place, and config objects are frozen.
-    from: { name: identity.from.name, address: identity.from.address },
+    from: { name: compiled.from.name, address: compiled.from.address },
     subject: compiled.subject,
     messageId: `<${TOKEN_MESSAGE_ID}@${domain}>`,
     date: TOKEN_DATE,
     headers: {
       // List-Id is "phrase <id>" (RFC 2919), the shape of a mailbox: quoted or encoded the same way.
-      'List-Id': { prepared: true, value: formatMailbox(identity.newsletterName, listId) },
+      'List-Id': { prepared: true, value: formatMailbox(compiled.newsletterName, listId) },
       // RFC 8058: with List-Unsubscribe (https), this makes the mail client's button a one-click POST.
       'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click',
       [SEND_ID_HEADER]: identity.sendId,
@@ -110,7 +105,7 @@ export async function prepareMessageComposer(compiled: CompiledIssue, identity: 
   const fieldsOf = (recipient: Recipient): TemplateFields => ({
     name: cleanDisplayName(recipient.name),
     email: recipient.email,
-    unsubscribeUrl: unsubscribeUrl(identity.publicUrl, identity.appSecret, recipient.id, identity.list, identity.sendId),
+    unsubscribeUrl: unsubscribeUrl(compiled.publicUrl, identity.appSecret, recipient.id, compiled.listName, identity.sendId),
   });
 
   return {
@@ -135,7 +130,7 @@ export async function prepareMessageComposer(compiled: CompiledIssue, identity: 
         else if (piece === TOKEN_HTML) chunks.push(...htmlPart.encodeBody(fields));
         else chunks.push(Buffer.from(piece === TOKEN_MESSAGE_ID ? messageId : rfc5322Date(new Date()), 'utf8'));
       }
-      return { envelope: { from: identity.from.address, to: recipient.email }, messageId: `<${messageId}@${domain}>`, raw: Buffer.concat(chunks) };
+      return { envelope: { from: compiled.from.address, to: recipient.email }, messageId: `<${messageId}@${domain}>`, raw: Buffer.concat(chunks) };
     },
   };
 }

@@ -42,14 +42,7 @@ export function createDeliveryHandler(deps: {
       composer = (async () => {
         const compiled = await sends.loadCompiled(sendId);
         if (!compiled) throw new Error(`Send ${sendId} has no compiled issue stored`);
-        return prepareMessageComposer(compiled, {
-          sendId,
-          list: compiled.listName,
-          from: config.mail.from,
-          newsletterName: config.mail.newsletterName,
-          publicUrl: config.publicUrl,
-          appSecret: config.appSecret,
-        });
+        return prepareMessageComposer(compiled, { sendId, appSecret: config.appSecret });
       })();
       composer.catch(() => composers.delete(sendId));
       composers.set(sendId, composer);

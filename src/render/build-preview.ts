@@ -14,18 +14,12 @@ export const SAMPLE_RECIPIENT: Recipient = { id: '0', email: 'ada.lovelace@examp
 export async function buildIssuePreview(config: Config, issueId: string, list: string) {
   const issue = await loadIssue(config.issuesDir, issueId);
   const compiled = await compileIssue(issue, {
+    from: config.mail.from,
     newsletterName: config.mail.newsletterName,
     publicUrl: config.publicUrl,
     listName: list,
     templatesDir: TEMPLATES_DIR,
   });
-  const composer = await prepareMessageComposer(compiled, {
-    sendId: `${issue.id}.preview`,
-    list,
-    from: config.mail.from,
-    newsletterName: config.mail.newsletterName,
-    publicUrl: config.publicUrl,
-    appSecret: config.appSecret,
-  });
+  const composer = await prepareMessageComposer(compiled, { sendId: `${issue.id}.preview`, appSecret: config.appSecret });
   return { issue, compiled, ...composer.renderParts(SAMPLE_RECIPIENT) };
 }

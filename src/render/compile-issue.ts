@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import mjml2html from 'mjml';
+import type { Mailbox } from '../../config/index.ts';
 import type { Issue } from '../content/issue-schema.ts';
 import { markdownToHtml } from '../content/markdown.ts';
 import { TemplateError } from '../errors.ts';
@@ -13,6 +14,8 @@ export const GMAIL_CLIP_BYTES = 102 * 1024;
 
 /** What compiling needs besides the issue: where it goes and who sends it. */
 export interface CompileContext {
+  /** The From of the messages. */
+  readonly from: Mailbox;
   readonly newsletterName: string;
   readonly publicUrl: string;
   readonly listName: string;
@@ -28,6 +31,10 @@ export interface CompileContext {
 export interface CompiledIssue {
   readonly issueId: string;
   readonly listName: string;
+  /** Sender and link base as they were at send time, so that every worker sends the same message. */
+  readonly from: Mailbox;
+  readonly newsletterName: string;
+  readonly publicUrl: string;
   readonly subject: string;
   /** Handlebars source of the HTML part (HTML-escaping). */
   readonly htmlTemplate: string;
@@ -44,7 +51,7 @@ export interface CompiledIssue {
  * turned into HTML, and every string escaped with its braces encoded, so that no issue text can
  * turn into a per-subscriber placeholder.
  */
-export function layoutContext(issue: Issue, context: Omit<CompileContext, 'templatesDir'>) {
+export function layoutContext(issue: Issue, context: Omit<CompileContext, 'templatesDir' | 'from'>) {
   const linkView = (link: Issue['papers'][number]['links'][number]) => ({
     url: stageOneUrl(link.url),
     icon: LINK_LABELS[link.type].icon,
@@ -111,6 +118,9 @@ export async function compileIssue(issue: Issue, context: CompileContext): Promi
   return {
     issueId: issue.id,
     listName: context.listName,
+    from: { name: context.from.name, address: context.from.address },
+    newsletterName: context.newsletterName,
+    publicUrl: context.publicUrl,
     subject,
     htmlTemplate,
     textTemplate,

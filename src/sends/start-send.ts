@@ -61,6 +61,7 @@ export async function startSend(
   if (existing && !request.resend) throw alreadySent(existing.id, existing.state, issue.id, request.list);
 
   const compiled = await compileIssue(issue, {
+    from: config.mail.from,
     newsletterName: config.mail.newsletterName,
     publicUrl: config.publicUrl,
     listName: request.list,

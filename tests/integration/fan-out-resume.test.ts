@@ -16,7 +16,7 @@ describe('a fan-out interrupted by a crash', () => {
 
     // The editor's first `send` dies while adding the second chunk of jobs.
     const issue = await loadIssue(config.issuesDir, 'vol-138');
-    const compiled = await compileIssue(issue, { newsletterName: config.mail.newsletterName, publicUrl: config.publicUrl, listName: 'weekly', templatesDir: TEMPLATES_DIR });
+    const compiled = await compileIssue(issue, { from: config.mail.from, newsletterName: config.mail.newsletterName, publicUrl: config.publicUrl, listName: 'weekly', templatesDir: TEMPLATES_DIR });
     const { sendId } = await services.sends.create(compiled, false);
     let addBulkCalls = 0;
     const crashingQueue = {

@@ -54,6 +54,34 @@ describe('what send refuses', () => {
   });
 });
 
+describe('every worker sends the identical version', () => {
+  it('uses the sender and link base recorded with the send, not the worker\'s own settings', async () => {
+    const harness = await createHarness('identity');
+    const { services, config } = harness;
+    await seedSubscribers(services, 2);
+    const { sendId } = await harness.send('vol-138');
+    const { startSendWorker } = await import('../../workers/send-worker.ts');
+    const misconfigured = await startSendWorker({
+      ...config,
+      publicUrl: 'https://elsewhere.example.net',
+      mail: { newsletterName: 'Another Name', from: { name: 'Someone Else', address: 'else@example.net' } },
+    });
+    try {
+      await harness.waitForSend(sendId);
+    } finally {
+      await misconfigured.close();
+    }
+    for (const message of harness.received) {
+      const mail = await simpleParser(message.raw);
+      const from = Array.isArray(mail.from) ? mail.from[0] : mail.from;
+      expect(from?.value).toEqual([{ name: 'IR Research Weekly', address: 'weekly@example.org' }]);
+      expect((mail.headers.get('list') as { unsubscribe: { url: string } }).unsubscribe.url).toMatch(/^https:\/\/newsletter\.example\.org\/unsubscribe\?/);
+      expect(mail.messageId).toMatch(/@example\.org>$/);
+    }
+    expect(harness.received).toHaveLength(2);
+  });
+});
+
 describe('subscriber-supplied text', () => {
   it('adds no header and never reaches the HTML unescaped', async () => {
     const harness = await createHarness('hostile');

@@ -11,15 +11,8 @@ import { TemplateError } from '../../src/errors.ts';
 import { compileIssue, GMAIL_CLIP_BYTES, type CompiledIssue } from '../../src/render/compile-issue.ts';
 
 const TEMPLATES_DIR = path.join(PROJECT_ROOT, 'emails');
-const context = { newsletterName: 'IR Research Weekly', publicUrl: 'https://newsletter.example.org', listName: 'weekly', templatesDir: TEMPLATES_DIR };
-const identity = {
-  sendId: 'vol-138.weekly.1',
-  list: 'weekly',
-  from: { name: 'IR Research Weekly', address: 'weekly@example.org' },
-  newsletterName: 'IR Research Weekly',
-  publicUrl: 'https://newsletter.example.org',
-  appSecret: 'unit-test-secret-0123456789abcdef0123456789',
-};
+const context = { from: { name: 'IR Research Weekly', address: 'weekly@example.org' }, newsletterName: 'IR Research Weekly', publicUrl: 'https://newsletter.example.org', listName: 'weekly', templatesDir: TEMPLATES_DIR };
+const identity = { sendId: 'vol-138.weekly.1', appSecret: 'unit-test-secret-0123456789abcdef0123456789' };
 
 let issue: Issue;
 let compiled: CompiledIssue;
@@ -139,7 +132,7 @@ describe('composing the message', () => {
   });
 
   it('keeps every line within the 76 characters RFC 2045 allows, whatever the name and address', async () => {
-    const composer = await prepareMessageComposer(compiled, { ...identity, newsletterName: 'IR: Weekly, "best"' });
+    const composer = await prepareMessageComposer({ ...compiled, newsletterName: 'IR: Weekly, "best"' }, identity);
     for (let length = 60; length <= 80; length += 1) {
       const raw = composer.compose({ id: String(length), email: `${'l'.repeat(64)}@example.org`, name: 'N'.repeat(length) }).raw.toString();
       const body = raw.slice(raw.indexOf('\r\n\r\n'));
