@@ -162,8 +162,14 @@ program
   .argument('<issue>', 'issue id, e.g. vol-138')
   .option('--list <name>', 'list to send to', listName, DEFAULT_LIST)
   .option('--resend', 'send again although this issue already went to this list')
-  .action(async (issueId: string, options: { list: string; resend?: boolean }) => {
-    const { startSend } = await import('../sends/start-send.ts');
+  .option('--retry-failed', 'requeue the recipients of the latest send whose attempts ran out on temporary errors')
+  .action(async (issueId: string, options: { list: string; resend?: boolean; retryFailed?: boolean }) => {
+    const { retryFailedRecipients, startSend } = await import('../sends/start-send.ts');
+    if (options.retryFailed) {
+      const retried = await withServices((_, services) => retryFailedRecipients(services, { issueId, list: options.list }));
+      console.log(`send ${retried.sendId}: ${retried.requeued} recipients requeued (permanent failures stay failed)`);
+      return;
+    }
     const result = await withServices(async (config, services) => {
       const started = await startSend({ config, ...services }, { issueId, list: options.list, resend: options.resend === true });
       return { ...started, record: await services.sends.get(started.sendId) };

@@ -31,6 +31,14 @@ const JOB_RETENTION = {
   failedAgeS: 14 * 24 * 3600,
 } as const;
 
+/**
+ * The job id of a later round for a recipient (`newsletter send --retry-failed`): the failed job
+ * of the first round may still be kept under the plain id, and re-adding that id would be a no-op.
+ */
+export function retryJobId(sendId: string, subscriberId: string, round: number): string {
+  return `${sendJobId(sendId, subscriberId)}.r${round}`;
+}
+
 /** Retry and retention policy of send jobs, from config. */
 export function sendJobOptions(send: Config['send']): JobsOptions {
   return {

@@ -78,10 +78,34 @@ if done >= redis.call('HLEN', recipients) then redis.call('HSETNX', sendKey, 'fi
 return 1
 `;
 
+/**
+ * Puts the recipients who failed temporarily (attempts ran out) back to queued, fixing the counts,
+ * and returns their ids with the retry round. Permanent failures (a 5xx for that address) stay
+ * failed: sending again would get the same answer.
+ */
+const REQUEUE_FAILED_SCRIPT = `
+local sendKey, recipients, failures = KEYS[1], KEYS[2], KEYS[3]
+local ids = {}
+local entries = redis.call('HGETALL', failures)
+for index = 1, #entries, 2 do
+  local id, failure = entries[index], cjson.decode(entries[index + 1])
+  if not failure.permanent and redis.call('HGET', recipients, id) == 'failed' then
+    redis.call('HSET', recipients, id, 'queued')
+    redis.call('HINCRBY', sendKey, 'failed', -1)
+    redis.call('HDEL', failures, id)
+    ids[#ids + 1] = id
+  end
+end
+if #ids == 0 then return {0, ids} end
+redis.call('HDEL', sendKey, 'finishedAt')
+return {redis.call('HINCRBY', sendKey, 'retryRound', 1), ids}
+`;
+
 interface SendScripts {
   nlCreateSend(...args: string[]): Promise<[string, string]>;
   nlMarkRecipient(...args: string[]): Promise<string>;
   nlFanOutDone(...args: string[]): Promise<number>;
+  nlRequeueFailed(...args: string[]): Promise<[number, string[]]>;
 }
 
 /** Sends, their compiled issue and their per-recipient record, in Redis. */
@@ -98,6 +122,7 @@ export class SendStore {
       redis.defineCommand('nlCreateSend', { numberOfKeys: 2, lua: CREATE_SCRIPT });
       redis.defineCommand('nlMarkRecipient', { numberOfKeys: 3, lua: MARK_SCRIPT });
       redis.defineCommand('nlFanOutDone', { numberOfKeys: 2, lua: FAN_OUT_DONE_SCRIPT });
+      redis.defineCommand('nlRequeueFailed', { numberOfKeys: 3, lua: REQUEUE_FAILED_SCRIPT });
     }
     this.scripts = redis as unknown as SendScripts;
   }
@@ -204,6 +229,12 @@ export class SendStore {
       failure ? JSON.stringify(failure) : '',
     );
     return previous === 'queued';
+  }
+
+  /** Requeues the temporarily failed recipients of a send; returns the retry round and their ids. */
+  async requeueTemporaryFailures(sendId: string): Promise<{ round: number; subscriberIds: string[] }> {
+    const [round, subscriberIds] = await this.scripts.nlRequeueFailed(this.keys.send(sendId), this.keys.sendRecipients(sendId), this.keys.sendFailures(sendId));
+    return { round, subscriberIds };
   }
 
   /** Who failed and why, for ops. */

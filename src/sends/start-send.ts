@@ -6,7 +6,7 @@ import { UserFacingError } from '../errors.ts';
 import { compileIssue } from '../render/compile-issue.ts';
 import type { SubscriberStore } from '../subscribers/subscriber-store.ts';
 import { fanOut } from './fan-out.ts';
-import type { SendJobData } from './send-queue.ts';
+import { retryJobId, type SendJobData } from './send-queue.ts';
 import type { SendStore } from './send-store.ts';
 
 /** A send the pipeline will not start: a draft, a repeat without --resend, an empty list. */
@@ -71,6 +71,22 @@ export async function startSend(
   if (!created) throw alreadySent(sendId, 'just started by someone else', issue.id, request.list);
   await fanOut({ ...fanOutOptions, sendId, startAfter: 0 });
   return { sendId, resumed: false, warnings: compiled.warnings };
+}
+
+/**
+ * Ops' "try the failed ones again" after an outage or a fixed setting: requeues the recipients of the
+ * latest send of an issue to a list whose attempts ran out on temporary errors. Permanent failures
+ * stay failed, and accepted recipients are never mailed again.
+ */
+export async function retryFailedRecipients(
+  deps: { readonly sends: SendStore; readonly queue: Queue<SendJobData> },
+  request: { readonly issueId: string; readonly list: string },
+): Promise<{ sendId: string; requeued: number }> {
+  const sendId = await deps.sends.latestId(request.issueId, request.list);
+  if (!sendId) throw new SendRefusedError(`Issue "${request.issueId}" has not been sent to list "${request.list}"; there is nothing to retry.`);
+  const { round, subscriberIds } = await deps.sends.requeueTemporaryFailures(sendId);
+  await deps.queue.addBulk(subscriberIds.map((subscriberId) => ({ name: 'deliver', data: { sendId, subscriberId }, opts: { jobId: retryJobId(sendId, subscriberId, round) } })));
+  return { sendId, requeued: subscriberIds.length };
 }
 
 function alreadySent(sendId: string, state: string, issueId: string, list: string): SendRefusedError {

@@ -143,6 +143,8 @@ describe('the newsletter CLI', () => {
     }
     expect(status).toMatchObject({ sendId: 'vol-138.weekly.1', state: 'sent', total: 3, accepted: 3, failed: 0, pending: 0 });
     expect(received).toBe(3);
+    const retry = await cli(['send', 'vol-138', '--retry-failed']);
+    expect(retry.stdout).toContain('send vol-138.weekly.1: 0 recipients requeued');
 
     worker.kill('SIGTERM');
     expect(await exited).toBe(0);

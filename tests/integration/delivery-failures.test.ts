@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { sendStatusReport } from '../../src/cli/status-report.ts';
+import { retryFailedRecipients } from '../../src/sends/start-send.ts';
 import { createHarness, seedSubscribers } from '../support/harness.ts';
 
 
@@ -97,19 +98,35 @@ describe('delivery failures', () => {
     expect(harness.received.filter((message) => message.recipients[0] === 'reader1@example.org')).toHaveLength(1);
   });
 
-  it('records a recipient as failed once the attempts run out on a temporary error', async () => {
+  it('records a recipient as failed once the attempts run out on a temporary error, and retries them on request', async () => {
+    let mailboxBusy = true;
     const harness = await createHarness('exhaust', {
       config: { SEND_BACKOFF_MS: '10', SEND_MAX_ATTEMPTS: '3' },
-      rejectRecipient: (address) => (address === 'reader1@example.org' ? { responseCode: 421, message: '4.4.2 Service busy' } : undefined),
+      rejectRecipient: (address) => {
+        if (address === 'reader1@example.org' && mailboxBusy) return { responseCode: 451, message: '4.2.1 Mailbox busy' };
+        if (address === 'reader3@example.org') return { responseCode: 550, message: '5.1.1 User unknown' };
+        return undefined;
+      },
     });
     const { services, config } = harness;
-    await seedSubscribers(services, 2);
+    await seedSubscribers(services, 3);
     await harness.startWorker();
     const { sendId } = await harness.send('vol-138');
     const record = await harness.waitForSend(sendId);
-    expect(record).toMatchObject({ state: 'sent-with-failures', accepted: 1, failed: 1 });
+    expect(record).toMatchObject({ state: 'sent-with-failures', accepted: 1, failed: 2 });
     const report = await sendStatusReport(config, services, 'vol-138', 'weekly');
-    expect(report.failures[0]).toMatchObject({ email: 'reader1@example.org', permanent: false, attempts: 3, responseCode: 421 });
+    expect(report.failures).toEqual(
+      expect.arrayContaining([expect.objectContaining({ email: 'reader1@example.org', permanent: false, attempts: 3, responseCode: 451 })]),
+    );
+
+    // The mailbox recovers; ops retry the failed ones. The permanent 550 is not retried.
+    mailboxBusy = false;
+    const retried = await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' });
+    expect(retried).toEqual({ sendId, requeued: 1 });
+    const after = await harness.waitForSend(sendId);
+    expect(after).toMatchObject({ state: 'sent-with-failures', total: 3, accepted: 2, failed: 1, pending: 0 });
+    expect(harness.received.map((message) => message.recipients[0]).sort()).toEqual(['reader1@example.org', 'reader2@example.org']);
+    expect(await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' })).toEqual({ sendId, requeued: 0 });
   });
 
   it('holds the send while the SMTP server refuses connections, without spending attempts, and delivers when it is back', async () => {
