@@ -45,6 +45,9 @@ export async function startSendWorker(config: Config): Promise<SendWorkerHandle>
     connection: blocking,
     prefix: redisKeys(config.redis.prefix).bullPrefix,
     concurrency: config.send.workerConcurrency,
+    // No real limit: BullMQ 6 only honours a manual queue.rateLimit() (our hold while the SMTP
+    // service is down) in workers that have a limiter, so every worker process gets one.
+    limiter: { max: Number.MAX_SAFE_INTEGER, duration: 1_000 },
   });
   // A worker's own connection errors are logged by BullMQ's 'error' event; without a listener Node would crash.
   worker.on('error', (error) => console.error(`worker error: ${error.message}`));

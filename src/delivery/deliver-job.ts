@@ -71,10 +71,11 @@ export function createDeliveryHandler(deps: {
     } catch (error) {
       const fields = error as SmtpFailureFields;
       const failure = classifySmtpFailure(fields);
-      if (failure.scope === 'service') {
-        // The SMTP service is down or refusing us: every job would fail alike. Pause the queue and
-        // put this job back without spending one of its attempts, so an outage of any length
-        // delays the send instead of failing its recipients.
+      // The error code alone can't tell "the server is down" from "the server hung up on this
+      // message", so a fresh connection decides. Down: every job would fail alike, so hold the
+      // queue and put this job back without spending an attempt; an outage of any length delays
+      // the send instead of failing its recipients. Up: it was this message, and it counts.
+      if (failure.scope === 'service' && !(await serviceAnswers(transport))) {
         await deps.pauseSending(config.send.backoffMs, failure.reason);
         throw new RateLimitError();
       }
@@ -99,6 +100,14 @@ export function createDeliveryHandler(deps: {
     await recordAcceptance(sends, sendId, subscriberId);
     return { outcome: 'accepted', messageId: message.messageId, response };
   };
+}
+
+async function serviceAnswers(transport: Transporter): Promise<boolean> {
+  try {
+    return await transport.verify();
+  } catch {
+    return false;
+  }
 }
 
 /** Delays between tries to record an acceptance: rides out a Redis failover of a few seconds. */

@@ -18,6 +18,8 @@ export interface SmtpSinkOptions {
   readonly rejectRecipient?: (address: string) => SmtpRejection | undefined;
   /** Keep the bytes of each message in memory; off for the benchmark. */
   readonly bufferMessages?: boolean;
+  /** Hangs up, without a reply, on a client that names this recipient (a server dropping a connection). */
+  readonly hangUpOn?: (address: string) => boolean;
   /** Waits this long before answering 250 to each message, to hold jobs in flight in tests. */
   readonly acceptDelayMs?: number;
   /** Port to listen on; a free one by default. */
@@ -47,7 +49,14 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
     disabledCommands: ['STARTTLS', 'AUTH'],
     logger: false,
     size: 25 * 1024 * 1024,
-    onRcptTo(address: SMTPServerAddress, _session, callback) {
+    onRcptTo(address: SMTPServerAddress, session, callback) {
+      if (options.hangUpOn?.(address.address)) {
+        // smtp-server keeps its open connections in `connections`; the one whose id is this session's is ours.
+        for (const connection of (server as unknown as { connections: Set<{ id: string; close(): void }> }).connections) {
+          if (connection.id === session.id) connection.close();
+        }
+        return;
+      }
       const rejection = options.rejectRecipient?.(address.address);
       if (!rejection) return callback();
       const error = new Error(rejection.message) as Error & { responseCode: number };

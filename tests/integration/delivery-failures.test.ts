@@ -154,6 +154,26 @@ describe('delivery failures', () => {
     }
   });
 
+  it('spends attempts, rather than holding forever, on a message the server hangs up on while it still answers others', async () => {
+    let hangUps = 0;
+    const harness = await createHarness('hang-up', {
+      config: { SEND_BACKOFF_MS: '20', SEND_MAX_ATTEMPTS: '2' },
+      hangUpOn: (address) => address === 'reader2@example.org' && ++hangUps > 0,
+    });
+    const { services } = harness;
+    await seedSubscribers(services, 3);
+    await harness.startWorker();
+    const { sendId } = await harness.send('vol-138');
+    const record = await harness.waitForSend(sendId);
+    expect(record).toMatchObject({ state: 'sent-with-failures', accepted: 2, failed: 1 });
+    expect((await sendStatusReport(harness.config, services, 'vol-138', 'weekly')).failures).toEqual([
+      expect.objectContaining({ email: 'reader2@example.org', permanent: false, attempts: 2, code: 'ECONNECTION' }),
+    ]);
+    // Two attempts; nodemailer's pool itself tries a message once more on a dropped connection.
+    expect(hangUps).toBeGreaterThanOrEqual(2);
+    expect(hangUps).toBeLessThanOrEqual(4);
+  });
+
   it('still completes the send, showing the failure, when a job fails outside the SMTP exchange', async () => {
     const harness = await createHarness('corrupt', { config: { SEND_BACKOFF_MS: '10', SEND_MAX_ATTEMPTS: '2' } });
     const { services, config } = harness;

@@ -35,6 +35,7 @@ export async function createHarness(
     rejectRecipient?: (address: string) => SmtpRejection | undefined;
     config?: Record<string, string>;
     acceptDelayMs?: number;
+    hangUpOn?: (address: string) => boolean;
     /** Runs when the SMTP server has a message, before it answers 250. */
     onMessage?: (message: ReceivedMessage) => void;
   } = {},
@@ -47,6 +48,7 @@ export async function createHarness(
     },
     ...(options.rejectRecipient ? { rejectRecipient: options.rejectRecipient } : {}),
     ...(options.acceptDelayMs ? { acceptDelayMs: options.acceptDelayMs } : {}),
+    ...(options.hangUpOn ? { hangUpOn: options.hangUpOn } : {}),
   });
   const config = testConfig(label, { SMTP_URL: sink.url, ...options.config });
   const services = await openServices(config);
