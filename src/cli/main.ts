@@ -166,7 +166,7 @@ program
   .action(async (issueId: string, options: { list: string; resend?: boolean; retryFailed?: boolean }) => {
     const { retryFailedRecipients, startSend } = await import('../sends/start-send.ts');
     if (options.retryFailed) {
-      const retried = await withServices((_, services) => retryFailedRecipients(services, { issueId, list: options.list }));
+      const retried = await withServices((config, services) => retryFailedRecipients({ config, ...services }, { issueId, list: options.list }));
       console.log(`send ${retried.sendId}: ${retried.requeued} recipients requeued (permanent failures stay failed)`);
       return;
     }

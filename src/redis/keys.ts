@@ -23,6 +23,8 @@ export function redisKeys(prefix: string) {
     sendArtifact: (sendId: string) => `${prefix}:send:${sendId}:artifact`,
     /** Hash: subscriber id → recipient state (queued, accepted, failed, skipped). */
     sendRecipients: (sendId: string) => `${prefix}:send:${sendId}:recipients`,
+    /** Set: recipients a retry round put back to queued whose jobs may not be added yet. */
+    sendRequeuePending: (sendId: string) => `${prefix}:send:${sendId}:requeue-pending`,
     /** Hash: subscriber id → JSON of the last failure. */
     sendFailures: (sendId: string) => `${prefix}:send:${sendId}:failures`,
     /** List of the send ids of one issue, oldest first. */

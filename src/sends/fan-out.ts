@@ -1,6 +1,6 @@
 import type { Queue } from 'bullmq';
 import type { SubscriberStore } from '../subscribers/subscriber-store.ts';
-import { sendJobId, type SendJobData } from './send-queue.ts';
+import { deliveryJobs, sendJobId, type SendJobData } from './send-queue.ts';
 import type { SendStore } from './send-store.ts';
 
 /**
@@ -29,7 +29,7 @@ export async function fanOut(options: {
     // them skipped; leaving them out would leave the send pending forever.
     const states = await sends.recipientStates(sendId, ids);
     const queued = ids.filter((_, index) => states[index] === 'queued');
-    await queue.addBulk(queued.map((subscriberId) => ({ name: 'deliver', data: { sendId, subscriberId }, opts: { jobId: sendJobId(sendId, subscriberId) } })));
+    await queue.addBulk(deliveryJobs(sendId, queued, (subscriberId) => sendJobId(sendId, subscriberId)));
     cursor = Number(ids.at(-1));
     await sends.advanceFanOutCursor(sendId, cursor);
   }

@@ -31,6 +31,11 @@ const JOB_RETENTION = {
   failedAgeS: 14 * 24 * 3600,
 } as const;
 
+/** The jobs that deliver a send to these recipients; `jobId` picks each job's id. */
+export function deliveryJobs(sendId: string, subscriberIds: readonly string[], jobId: (subscriberId: string) => string) {
+  return subscriberIds.map((subscriberId) => ({ name: 'deliver', data: { sendId, subscriberId }, opts: { jobId: jobId(subscriberId) } }));
+}
+
 /**
  * The job id of a later round for a recipient (`newsletter send --retry-failed`): the failed job
  * of the first round may still be kept under the plain id, and re-adding that id would be a no-op.

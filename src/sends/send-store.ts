@@ -81,10 +81,14 @@ return 1
 /**
  * Puts the recipients who failed temporarily (attempts ran out) back to queued, fixing the counts,
  * and returns their ids with the retry round. Permanent failures (a 5xx for that address) stay
- * failed: sending again would get the same answer.
+ * failed: sending again would get the same answer. The ids stay in a pending set until their jobs
+ * are added; a run that died before that gets the same round and ids back, never a stuck send.
  */
 const REQUEUE_FAILED_SCRIPT = `
-local sendKey, recipients, failures = KEYS[1], KEYS[2], KEYS[3]
+local sendKey, recipients, failures, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+if redis.call('EXISTS', pending) == 1 then
+  return {tonumber(redis.call('HGET', sendKey, 'retryRound')), redis.call('SMEMBERS', pending)}
+end
 local ids = {}
 local entries = redis.call('HGETALL', failures)
 for index = 1, #entries, 2 do
@@ -98,6 +102,7 @@ for index = 1, #entries, 2 do
 end
 if #ids == 0 then return {0, ids} end
 redis.call('HDEL', sendKey, 'finishedAt')
+redis.call('SADD', pending, unpack(ids))
 return {redis.call('HINCRBY', sendKey, 'retryRound', 1), ids}
 `;
 
@@ -122,7 +127,7 @@ export class SendStore {
       redis.defineCommand('nlCreateSend', { numberOfKeys: 2, lua: CREATE_SCRIPT });
       redis.defineCommand('nlMarkRecipient', { numberOfKeys: 3, lua: MARK_SCRIPT });
       redis.defineCommand('nlFanOutDone', { numberOfKeys: 2, lua: FAN_OUT_DONE_SCRIPT });
-      redis.defineCommand('nlRequeueFailed', { numberOfKeys: 3, lua: REQUEUE_FAILED_SCRIPT });
+      redis.defineCommand('nlRequeueFailed', { numberOfKeys: 4, lua: REQUEUE_FAILED_SCRIPT });
     }
     this.scripts = redis as unknown as SendScripts;
   }
@@ -231,10 +236,23 @@ export class SendStore {
     return previous === 'queued';
   }
 
-  /** Requeues the temporarily failed recipients of a send; returns the retry round and their ids. */
+  /**
+   * Requeues the temporarily failed recipients of a send; returns the retry round and their ids.
+   * Call requeueDone() once their jobs are added.
+   */
   async requeueTemporaryFailures(sendId: string): Promise<{ round: number; subscriberIds: string[] }> {
-    const [round, subscriberIds] = await this.scripts.nlRequeueFailed(this.keys.send(sendId), this.keys.sendRecipients(sendId), this.keys.sendFailures(sendId));
+    const [round, subscriberIds] = await this.scripts.nlRequeueFailed(
+      this.keys.send(sendId),
+      this.keys.sendRecipients(sendId),
+      this.keys.sendFailures(sendId),
+      this.keys.sendRequeuePending(sendId),
+    );
     return { round, subscriberIds };
+  }
+
+  /** The jobs of the last requeue are added: forget its pending ids. */
+  async requeueDone(sendId: string): Promise<void> {
+    await this.redis.del(this.keys.sendRequeuePending(sendId));
   }
 
   /** Who failed and why, for ops. */

@@ -6,7 +6,7 @@ import { UserFacingError } from '../errors.ts';
 import { compileIssue } from '../render/compile-issue.ts';
 import type { SubscriberStore } from '../subscribers/subscriber-store.ts';
 import { fanOut } from './fan-out.ts';
-import { retryJobId, type SendJobData } from './send-queue.ts';
+import { deliveryJobs, retryJobId, type SendJobData } from './send-queue.ts';
 import type { SendStore } from './send-store.ts';
 
 /** A send the pipeline will not start: a draft, a repeat without --resend, an empty list. */
@@ -79,13 +79,17 @@ export async function startSend(
  * stay failed, and accepted recipients are never mailed again.
  */
 export async function retryFailedRecipients(
-  deps: { readonly sends: SendStore; readonly queue: Queue<SendJobData> },
+  deps: { readonly config: Config; readonly sends: SendStore; readonly queue: Queue<SendJobData> },
   request: { readonly issueId: string; readonly list: string },
 ): Promise<{ sendId: string; requeued: number }> {
   const sendId = await deps.sends.latestId(request.issueId, request.list);
   if (!sendId) throw new SendRefusedError(`Issue "${request.issueId}" has not been sent to list "${request.list}"; there is nothing to retry.`);
   const { round, subscriberIds } = await deps.sends.requeueTemporaryFailures(sendId);
-  await deps.queue.addBulk(subscriberIds.map((subscriberId) => ({ name: 'deliver', data: { sendId, subscriberId }, opts: { jobId: retryJobId(sendId, subscriberId, round) } })));
+  for (let start = 0; start < subscriberIds.length; start += deps.config.send.fanOutChunkSize) {
+    const chunk = subscriberIds.slice(start, start + deps.config.send.fanOutChunkSize);
+    await deps.queue.addBulk(deliveryJobs(sendId, chunk, (subscriberId) => retryJobId(sendId, subscriberId, round)));
+  }
+  await deps.sends.requeueDone(sendId);
   return { sendId, requeued: subscriberIds.length };
 }
 

@@ -121,12 +121,16 @@ describe('delivery failures', () => {
 
     // The mailbox recovers; ops retry the failed ones. The permanent 550 is not retried.
     mailboxBusy = false;
-    const retried = await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' });
+    // The first --retry-failed dies after putting them back to queued, before adding their jobs;
+    // running it again finishes that round instead of leaving the send pending forever.
+    await services.sends.requeueTemporaryFailures(sendId);
+    expect(await services.sends.get(sendId)).toMatchObject({ state: 'sending', pending: 1 });
+    const retried = await retryFailedRecipients({ config, ...services }, { issueId: 'vol-138', list: 'weekly' });
     expect(retried).toEqual({ sendId, requeued: 1 });
     const after = await harness.waitForSend(sendId);
     expect(after).toMatchObject({ state: 'sent-with-failures', total: 3, accepted: 2, failed: 1, pending: 0 });
     expect(harness.received.map((message) => message.recipients[0]).sort()).toEqual(['reader1@example.org', 'reader2@example.org']);
-    expect(await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' })).toEqual({ sendId, requeued: 0 });
+    expect(await retryFailedRecipients({ config, ...services }, { issueId: 'vol-138', list: 'weekly' })).toEqual({ sendId, requeued: 0 });
   });
 
   it('holds the send while the SMTP server refuses connections, without spending attempts, and delivers when it is back', async () => {
