@@ -13,7 +13,7 @@ import { startPrivateRedis } from '../src/dev/private-redis.ts';
 import { startSmtpSink } from '../src/dev/smtp-sink.ts';
 import { compileIssue } from '../src/render/compile-issue.ts';
 import { openServices } from '../src/services.ts';
-import { startSend, TEMPLATES_DIR } from '../src/sends/start-send.ts';
+import { compileContextFor, startSend } from '../src/sends/start-send.ts';
 import type { Subscriber, SubscriberInput } from '../src/subscribers/subscriber-store.ts';
 import { runNaiveBaseline } from './baseline.ts';
 import { cpuSeconds, machineLine } from './proc.ts';
@@ -181,7 +181,7 @@ async function main(): Promise<void> {
   const compileTimes: number[] = [];
   for (let run = 0; run < 3; run += 1) {
     const start = performance.now();
-    await compileIssue(issue, { from: config.mail.from, newsletterName: config.mail.newsletterName, publicUrl: config.publicUrl, listName: LIST, templatesDir: TEMPLATES_DIR });
+    await compileIssue(issue, compileContextFor(config, LIST));
     compileTimes.push(performance.now() - start);
   }
   const compileMs = compileTimes.sort((a, b) => a - b)[1]!;

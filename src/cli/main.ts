@@ -5,7 +5,8 @@ import { ConfigError, loadConfig, type Config } from '../../config/index.ts';
 import { UserFacingError } from '../errors.ts';
 import { openServices, type Services } from '../services.ts';
 import { cleanDisplayName, normaliseEmail } from '../subscribers/address.ts';
-import { DEFAULT_LIST, LIST_NAME_SHAPE } from '../subscribers/subscriber-store.ts';
+import { DEFAULT_LIST, LIST_NAME_SHAPE, SUBSCRIBER_STATUSES } from '../subscribers/subscriber-store.ts';
+import type { SuppressionReason } from '../subscribers/suppression.ts';
 
 function listName(value: string): string {
   if (!LIST_NAME_SHAPE.test(value)) throw new InvalidArgumentError('a list name is lower-case letters, digits, - and _ (e.g. weekly)');
@@ -115,11 +116,10 @@ subscribers
   .option('--json', 'print JSON')
   .action(async (rawEmail: string, options: { json?: boolean }) => {
     const email = requireEmail(rawEmail);
+    const { requireByEmail } = await import('../subscribers/suppression.ts');
     const shown = await withServices(async (_, services) => {
-      const id = await services.subscribers.findIdByEmail(email);
-      const subscriber = id ? await services.subscribers.get(id) : undefined;
-      if (!id || !subscriber) throw new UserFacingError(`No subscriber with the address ${email}`);
-      return { ...subscriber, lists: await services.subscribers.listsOf(id) };
+      const subscriber = await requireByEmail(services.subscribers, email);
+      return { ...subscriber, lists: await services.subscribers.listsOf(subscriber.id) };
     });
     if (options.json) console.log(JSON.stringify(shown, null, 2));
     else {
@@ -131,18 +131,18 @@ subscribers
 /** Invalid CSV rows printed by `subscribers import`; the rest are counted. */
 const INVALID_ROWS_SHOWN = 50;
 
-const SUPPRESSION_REASONS = ['unsubscribed', 'bounced', 'complained'] as const;
+const SUPPRESSION_REASONS = SUBSCRIBER_STATUSES.filter((status): status is SuppressionReason => status !== 'active');
 
 subscribers
   .command('suppress')
   .description('Suppress an address by hand: it is never mailed again until lifted')
   .argument('<email>')
   .addOption(new Option('--reason <reason>', 'recorded as the status').choices(SUPPRESSION_REASONS).default('unsubscribed'))
-  .action(async (rawEmail: string, options: { reason: (typeof SUPPRESSION_REASONS)[number] }) => {
+  .action(async (rawEmail: string, options: { reason: SuppressionReason }) => {
     const email = requireEmail(rawEmail);
     const { suppressByEmail } = await import('../subscribers/suppression.ts');
-    const subscriber = await withServices((_, services) => suppressByEmail(services.subscribers, email, options.reason));
-    console.log(`${subscriber.email} is suppressed (${subscriber.status})`);
+    const { subscriber, changed } = await withServices((_, services) => suppressByEmail(services.subscribers, email, options.reason));
+    console.log(changed ? `${subscriber.email} is suppressed (${subscriber.status})` : `${subscriber.email} was already suppressed (${subscriber.status}); lift it first to change the reason`);
   });
 
 subscribers

@@ -3,6 +3,7 @@ import MailComposer from 'nodemailer/lib/mail-composer';
 import { encodeWords, foldLines, isPlainText } from 'nodemailer/lib/mime-funcs';
 import { encode as qpEncode, wrap as qpWrap } from 'nodemailer/lib/qp';
 import type { CompiledIssue } from '../render/compile-issue.ts';
+import { RAW_HELPER, registerRawHelper, type SubscriberFieldName } from '../render/stage-two-fields.ts';
 import { unsubscribeUrl } from '../security/tokens.ts';
 import { cleanDisplayName } from '../subscribers/address.ts';
 
@@ -45,13 +46,9 @@ const TOKEN_HTML = 'nlslothtmlpart';
 const SKELETON_SLOTS = new RegExp(`(${TOKEN_MESSAGE_ID}|${TOKEN_DATE}|${TOKEN_TEXT}|${TOKEN_HTML})`);
 type SkeletonSlot = typeof TOKEN_MESSAGE_ID | typeof TOKEN_DATE | typeof TOKEN_TEXT | typeof TOKEN_HTML;
 
-/** The per-subscriber fields of the templates. */
-interface TemplateFields {
-  readonly name: string;
-  readonly email: string;
-  readonly unsubscribeUrl: string;
-}
-type FieldName = keyof TemplateFields;
+/** The per-subscriber fields of the templates, by name. */
+type TemplateFields = Readonly<Record<SubscriberFieldName, string>>;
+type FieldName = SubscriberFieldName;
 
 /**
  * Stand-ins rendered in place of each field, to find where the fields land in a template's output.
@@ -76,9 +73,10 @@ interface PreparedPart {
  */
 export async function prepareMessageComposer(compiled: CompiledIssue, identity: SendIdentity): Promise<MessageComposer> {
   const handlebars = Handlebars.create();
+  registerRawHelper(handlebars);
   const renderHtml = handlebars.compile(compiled.htmlTemplate, { strict: true, knownHelpersOnly: true });
   // Text parts travel in canonical form, CRLF line ends (RFC 2045 §6.8 encodes after canonicalising).
-  const renderText = handlebars.compile(toCrlf(compiled.textTemplate), { strict: true, knownHelpersOnly: true, noEscape: true });
+  const renderText = handlebars.compile(toCrlf(compiled.textTemplate), { strict: true, knownHelpersOnly: true, knownHelpers: { [RAW_HELPER]: true }, noEscape: true });
   const domain = compiled.from.address.slice(compiled.from.address.lastIndexOf('@') + 1);
   const listId = `${compiled.listName}.${new URL(compiled.publicUrl).hostname}`;
   const textPart = preparePart('text/plain', renderText, (value) => value);
@@ -210,7 +208,7 @@ export function formatMailbox(name: string, address: string): string {
 }
 
 /** Base64 in lines of 76 characters, as RFC 2045 requires. */
-export function base64Lines(text: string): string {
+function base64Lines(text: string): string {
   const encoded = Buffer.from(text, 'utf8').toString('base64');
   const lines: string[] = [];
   for (let offset = 0; offset < encoded.length; offset += 76) lines.push(encoded.slice(offset, offset + 76));

@@ -1,4 +1,3 @@
-import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import Handlebars from 'handlebars';
 import type { Config } from '../../config/index.ts';
@@ -18,7 +17,10 @@ const escape = Handlebars.escapeExpression;
 export async function buildHttpApp(deps: { readonly config: Config; readonly subscribers: SubscriberStore }): Promise<FastifyInstance> {
   const { config, subscribers } = deps;
   const app = Fastify({ logger: false });
-  await app.register(formbody);
+  // The unsubscribe POST is decided by the token in the URL alone; its body (form-encoded or
+  // multipart, as RFC 8058 allows, or empty) is never read, so any content type is accepted as is.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
 
   const page = (reply: FastifyReply, status: number, title: string, body: string) =>
     reply
@@ -46,7 +48,8 @@ export async function buildHttpApp(deps: { readonly config: Config; readonly sub
         200,
         `Unsubscribe from ${config.mail.newsletterName}?`,
         `<p>${escape(subscriber.email)} will get no more issues.</p>` +
-          `<form method="post" action="/unsubscribe?token=${encodeURIComponent(tokenOf(request.query))}"><button type="submit">Unsubscribe</button></form>`,
+          // An empty action posts back to this very URL, token and any path prefix behind the proxy included.
+          `<form method="post" action=""><button type="submit">Unsubscribe</button></form>`,
       );
     } catch (error) {
       if (error instanceof InvalidTokenError) return invalid(reply);

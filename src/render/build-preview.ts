@@ -1,7 +1,7 @@
 import type { Config } from '../../config/index.ts';
 import { loadIssue } from '../content/load-issue.ts';
 import { prepareMessageComposer, type Recipient } from '../delivery/compose-message.ts';
-import { TEMPLATES_DIR } from '../sends/start-send.ts';
+import { compileContextFor } from '../sends/start-send.ts';
 import { compileIssue } from './compile-issue.ts';
 
 /** The subscriber the preview is filled for. */
@@ -13,13 +13,7 @@ export const SAMPLE_RECIPIENT: Recipient = { id: '0', email: 'ada.lovelace@examp
  */
 export async function buildIssuePreview(config: Config, issueId: string, list: string) {
   const issue = await loadIssue(config.issuesDir, issueId);
-  const compiled = await compileIssue(issue, {
-    from: config.mail.from,
-    newsletterName: config.mail.newsletterName,
-    publicUrl: config.publicUrl,
-    listName: list,
-    templatesDir: TEMPLATES_DIR,
-  });
+  const compiled = await compileIssue(issue, compileContextFor(config, list));
   const composer = await prepareMessageComposer(compiled, { sendId: `${issue.id}.preview`, appSecret: config.appSecret });
   return { issue, compiled, ...composer.renderParts(SAMPLE_RECIPIENT) };
 }

@@ -6,9 +6,25 @@ import Handlebars from 'handlebars';
  * print subscriber data where the editor didn't put it or fail every job of the send, so
  * compileIssue refuses it up front.
  */
-export const SUBSCRIBER_FIELDS: ReadonlySet<string> = new Set(['name', 'email', 'unsubscribeUrl']);
+export const SUBSCRIBER_FIELD_NAMES = ['name', 'email', 'unsubscribeUrl'] as const;
+/** One of SUBSCRIBER_FIELD_NAMES. */
+export type SubscriberFieldName = (typeof SUBSCRIBER_FIELD_NAMES)[number];
+/** SUBSCRIBER_FIELD_NAMES as a set. */
+export const SUBSCRIBER_FIELDS: ReadonlySet<string> = new Set(SUBSCRIBER_FIELD_NAMES);
 
-/** Lists what in a stage-two template is not one of the subscriber fields or an `#if` on one. */
+/**
+ * The raw-block helper that keeps editor text literal in the text part: `{{{{raw}}}}…{{{{/raw}}}}`
+ * prints its content untouched, where backslash escapes can't (Handlebars reads "\\{{" as a
+ * backslash followed by a live placeholder).
+ */
+export const RAW_HELPER = 'raw';
+
+/** Registers RAW_HELPER on a Handlebars environment. */
+export function registerRawHelper(handlebars: typeof Handlebars): void {
+  handlebars.registerHelper(RAW_HELPER, (options: Handlebars.HelperOptions) => options.fn(undefined));
+}
+
+/** Lists what in a stage-two template is not one of the subscriber fields, an `#if` on one, or a raw block. */
 export function unexpectedPlaceholders(source: string): string[] {
   const problems: string[] = [];
   const isField = (node: hbs.AST.Node | undefined) =>
@@ -31,6 +47,7 @@ export function unexpectedPlaceholders(source: string): string[] {
       }
       case 'BlockStatement': {
         const block = node as hbs.AST.BlockStatement;
+        if (block.path.original === RAW_HELPER && block.params.length === 0) return;
         if (block.path.original !== 'if' || block.params.length !== 1 || !isField(block.params[0])) problems.push(describe(node));
         visit(block.program);
         visit(block.inverse);

@@ -1,6 +1,7 @@
 import type { Issue, IssueLink } from '../content/issue-schema.ts';
 import { markdownToText } from '../content/markdown.ts';
 import { LINK_LABELS } from './link-labels.ts';
+import { RAW_HELPER } from './stage-two-fields.ts';
 
 /** What the text part needs besides the issue; the same values the HTML layout gets. */
 export interface TextEmailContext {
@@ -56,5 +57,5 @@ function linkLines(links: readonly IssueLink[]): string[] {
 
 /** Editor text is data, not template: "{{" in it must print as is. Every interpolated value goes through here. */
 function literal(text: string): string {
-  return text.replaceAll('{{', '\\{{');
+  return text.includes('{{') ? `{{{{${RAW_HELPER}}}}}${text}{{{{/${RAW_HELPER}}}}}` : text;
 }

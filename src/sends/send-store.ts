@@ -185,7 +185,15 @@ export class SendStore {
 
   async loadCompiled(sendId: string): Promise<CompiledIssue | undefined> {
     const json = await this.redis.get(this.keys.sendArtifact(sendId));
-    return json ? (JSON.parse(json) as CompiledIssue) : undefined;
+    if (!json) return undefined;
+    const compiled = JSON.parse(json) as Partial<CompiledIssue>;
+    // Stored by this code's CREATE_SCRIPT; a record missing a part can't be sent as its editor saw it.
+    const missing: string[] = (['issueId', 'listName', 'subject', 'htmlTemplate', 'textTemplate', 'newsletterName', 'publicUrl'] as const).filter(
+      (field) => typeof compiled[field] !== 'string',
+    );
+    if (!compiled.from?.address) missing.push('from');
+    if (missing.length > 0) throw new Error(`The compiled issue stored with send ${sendId} lacks ${missing.join(', ')}`);
+    return compiled as CompiledIssue;
   }
 
   /**

@@ -3,7 +3,7 @@ import type { Queue } from 'bullmq';
 import { PROJECT_ROOT, type Config } from '../../config/index.ts';
 import { loadIssue } from '../content/load-issue.ts';
 import { UserFacingError } from '../errors.ts';
-import { compileIssue } from '../render/compile-issue.ts';
+import { compileIssue, type CompileContext } from '../render/compile-issue.ts';
 import type { SubscriberStore } from '../subscribers/subscriber-store.ts';
 import { fanOut } from './fan-out.ts';
 import { deliveryJobs, retryJobId, type SendJobData } from './send-queue.ts';
@@ -16,6 +16,11 @@ export class SendRefusedError extends UserFacingError {
 
 /** Where the MJML layout and partials live. */
 export const TEMPLATES_DIR = path.join(PROJECT_ROOT, 'emails');
+
+/** What compiling an issue for a list takes from the config: sender, newsletter name, link base, templates. */
+export function compileContextFor(config: Config, listName: string): CompileContext {
+  return { from: config.mail.from, newsletterName: config.mail.newsletterName, publicUrl: config.publicUrl, listName, templatesDir: TEMPLATES_DIR };
+}
 
 /** What the editor asks for: `newsletter send <issue> [--list] [--resend]`. */
 export interface StartSendRequest {
@@ -60,13 +65,7 @@ export async function startSend(
   }
   if (existing && !request.resend) throw alreadySent(existing.id, existing.state, issue.id, request.list);
 
-  const compiled = await compileIssue(issue, {
-    from: config.mail.from,
-    newsletterName: config.mail.newsletterName,
-    publicUrl: config.publicUrl,
-    listName: request.list,
-    templatesDir: TEMPLATES_DIR,
-  });
+  const compiled = await compileIssue(issue, compileContextFor(config, request.list));
   const { created, sendId } = await sends.create(compiled, request.resend);
   if (!created) throw alreadySent(sendId, 'just started by someone else', issue.id, request.list);
   await fanOut({ ...fanOutOptions, sendId, startAfter: 0 });

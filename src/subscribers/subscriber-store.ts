@@ -63,6 +63,12 @@ return {id, created}
 
 type UpsertReply = [string, number];
 
+const CHANGE_STATUS_SCRIPT = `
+if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updatedAt', ARGV[3])
+return 1
+`;
+
 /** Subscribers and lists in Redis. */
 export class SubscriberStore {
   private readonly keys: RedisKeys;
@@ -74,6 +80,7 @@ export class SubscriberStore {
     this.keys = redisKeys(prefix);
     if (!('nlUpsertSubscriber' in this.redis)) {
       this.redis.defineCommand('nlUpsertSubscriber', { numberOfKeys: 4, lua: UPSERT_SCRIPT });
+      this.redis.defineCommand('nlChangeStatus', { numberOfKeys: 1, lua: CHANGE_STATUS_SCRIPT });
     }
   }
 
@@ -114,6 +121,11 @@ export class SubscriberStore {
     return (await this.redis.hget(this.keys.subscriberByEmail, email)) ?? undefined;
   }
 
+  async getByEmail(email: string): Promise<Subscriber | undefined> {
+    const id = await this.findIdByEmail(email);
+    return id ? this.get(id) : undefined;
+  }
+
   async get(id: string): Promise<Subscriber | undefined> {
     return toSubscriber(id, await this.redis.hgetall(this.keys.subscriber(id)));
   }
@@ -131,6 +143,15 @@ export class SubscriberStore {
     for (const list of lists) pipeline.zscore(this.keys.list(list), id);
     const replies = (await pipeline.exec()) ?? [];
     return lists.filter((_, index) => replies[index]?.[1] !== null).sort();
+  }
+
+  /**
+   * Changes the status only from `expected`, atomically; returns whether it changed. A bounce
+   * recorded by a worker in the meantime is never overwritten by an unsubscribe.
+   */
+  async changeStatus(id: string, expected: SubscriberStatus, status: SubscriberStatus): Promise<boolean> {
+    const changed = await (this.redis as unknown as StatusCommand).nlChangeStatus(this.keys.subscriber(id), expected, status, new Date().toISOString());
+    return changed === 1;
   }
 
   async setStatus(id: string, status: SubscriberStatus): Promise<void> {
@@ -174,6 +195,10 @@ export class SubscriberStore {
   async listExists(list: string): Promise<boolean> {
     return (await this.redis.sismember(this.keys.lists, list)) === 1;
   }
+}
+
+interface StatusCommand {
+  nlChangeStatus(key: string, expected: string, status: string, now: string): Promise<number>;
 }
 
 interface UpsertCommand {

@@ -19,8 +19,8 @@ export class InvalidTokenError extends UserFacingError {
  */
 export async function unsubscribeWithToken(store: SubscriberStore, secret: string, token: string): Promise<Subscriber> {
   const subscriber = await subscriberForToken(store, secret, token);
-  if (subscriber.status === 'active') await store.setStatus(subscriber.id, 'unsubscribed');
-  return { ...subscriber, status: subscriber.status === 'active' ? 'unsubscribed' : subscriber.status };
+  if (await store.changeStatus(subscriber.id, 'active', 'unsubscribed')) return { ...subscriber, status: 'unsubscribed' };
+  return (await store.get(subscriber.id)) ?? subscriber;
 }
 
 /** The subscriber a token names, without changing anything (for the confirmation page). */
@@ -31,11 +31,14 @@ export async function subscriberForToken(store: SubscriberStore, secret: string,
   return subscriber;
 }
 
-/** Suppresses an address by hand (ops), with the reason as its status. */
-export async function suppressByEmail(store: SubscriberStore, email: string, reason: SuppressionReason): Promise<Subscriber> {
+/**
+ * Suppresses an active address by hand (ops), with the reason as its status. An address already
+ * suppressed keeps its status; to change the reason, lift it first.
+ */
+export async function suppressByEmail(store: SubscriberStore, email: string, reason: SuppressionReason): Promise<{ subscriber: Subscriber; changed: boolean }> {
   const subscriber = await requireByEmail(store, email);
-  await store.setStatus(subscriber.id, reason);
-  return { ...subscriber, status: reason };
+  if (await store.changeStatus(subscriber.id, 'active', reason)) return { subscriber: { ...subscriber, status: reason }, changed: true };
+  return { subscriber: (await store.get(subscriber.id)) ?? subscriber, changed: false };
 }
 
 /** Lifts a suppression explicitly: the only way a suppressed address is mailed again. */
@@ -45,9 +48,9 @@ export async function liftSuppressionByEmail(store: SubscriberStore, email: stri
   return { subscriber: { ...subscriber, status: 'active' }, previous: subscriber.status };
 }
 
-async function requireByEmail(store: SubscriberStore, email: string): Promise<Subscriber> {
-  const id = await store.findIdByEmail(email);
-  const subscriber = id ? await store.get(id) : undefined;
+/** The subscriber with this address, or a UserFacingError naming it. */
+export async function requireByEmail(store: SubscriberStore, email: string): Promise<Subscriber> {
+  const subscriber = await store.getByEmail(email);
   if (!subscriber) throw new UserFacingError(`No subscriber with the address ${email}`);
   return subscriber;
 }

@@ -108,6 +108,7 @@ describe('the newsletter CLI', () => {
 
     expect((await cli(['subscribers', 'suppress', 'bob@example.org', '--reason', 'complained'])).stdout).toContain('bob@example.org is suppressed (complained)');
     expect((await cli(['subscribers', 'suppress', 'bob@example.org', '--reason', 'angry'])).code).toBe(1);
+    expect((await cli(['subscribers', 'suppress', 'bob@example.org'])).stdout).toContain('bob@example.org was already suppressed (complained); lift it first');
     expect((await cli(['subscribers', 'count'])).stdout).toContain('2 active, 0 unsubscribed, 0 bounced, 1 complained');
     expect((await cli(['subscribers', 'lift', 'bob@example.org'])).stdout).toContain('bob@example.org is active again (was complained)');
 

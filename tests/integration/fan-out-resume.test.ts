@@ -4,7 +4,7 @@ import { loadIssue } from '../../src/content/load-issue.ts';
 import { compileIssue } from '../../src/render/compile-issue.ts';
 import { fanOut } from '../../src/sends/fan-out.ts';
 import type { SendJobData } from '../../src/sends/send-queue.ts';
-import { TEMPLATES_DIR } from '../../src/sends/start-send.ts';
+import { compileContextFor } from '../../src/sends/start-send.ts';
 import { createHarness, seedSubscribers } from '../support/harness.ts';
 
 
@@ -16,7 +16,7 @@ describe('a fan-out interrupted by a crash', () => {
 
     // The editor's first `send` dies while adding the second chunk of jobs.
     const issue = await loadIssue(config.issuesDir, 'vol-138');
-    const compiled = await compileIssue(issue, { from: config.mail.from, newsletterName: config.mail.newsletterName, publicUrl: config.publicUrl, listName: 'weekly', templatesDir: TEMPLATES_DIR });
+    const compiled = await compileIssue(issue, compileContextFor(config, 'weekly'));
     const { sendId } = await services.sends.create(compiled, false);
     let addBulkCalls = 0;
     const crashingQueue = {

@@ -37,6 +37,16 @@ describe('the unsubscribe link of a sent email', () => {
     expect(response.body).toContain('reader2@example.org gets no more email');
     expect((await harness.services.subscribers.get('2'))?.status).toBe('unsubscribed');
 
+    // Mail clients may send the one-click body as multipart (RFC 8058 §3.2) or with no body at all.
+    const boundary = 'nl-test-boundary';
+    const multipart = await app.inject({
+      method: 'POST',
+      url: `${url.pathname}${url.search}`,
+      headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+      payload: `--${boundary}\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\nOne-Click\r\n--${boundary}--\r\n`,
+    });
+    expect(multipart.statusCode).toBe(200);
+
     // Repeating it is harmless, and the next send skips them.
     expect((await app.inject({ method: 'POST', url: `${url.pathname}${url.search}` })).statusCode).toBe(200);
     const again = await harness.send('vol-138', { resend: true });
@@ -49,8 +59,13 @@ describe('the unsubscribe link of a sent email', () => {
     const url = await unsubscribeUrlFor(harness, 'reader1@example.org');
     const response = await app.inject({ method: 'GET', url: `${url.pathname}${url.search}` });
     expect(response.statusCode).toBe(200);
-    expect(response.body).toContain('<form method="post"');
+    // The form posts back to the very URL it came from, whatever path the proxy mounts it under.
+    expect(response.body).toContain('<form method="post" action="">');
+    expect(response.body).toContain('reader1@example.org will get no more issues');
     expect((await harness.services.subscribers.get('1'))?.status).toBe('active');
+    const jsonClient = await app.inject({ method: 'POST', url: `${url.pathname}${url.search}`, headers: { 'content-type': 'application/json' }, payload: '{' });
+    expect(jsonClient.statusCode).toBe(200);
+    expect((await harness.services.subscribers.get('1'))?.status).toBe('unsubscribed');
     await app.close();
   });
 

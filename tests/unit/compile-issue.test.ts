@@ -50,14 +50,15 @@ describe('compiling an issue', () => {
   it('keeps "{{" in any issue field as text: titles, highlights, names, links', async () => {
     const braces: Issue = {
       ...issue,
-      title: 'Prompt templates like {{name}} and {{topic}}',
+      title: 'Prompt templates like {{name}} and {{topic}}, or \\{{email}} escaped',
       intro: { ...issue.intro, highlights: ['Why {{email}} leaks, from {{org}}'] },
       papers: [{ ...issue.papers[0]!, organisation: '{{unsubscribeUrl}} Labs', links: [{ type: 'other', url: 'https://example.org/{{name}}', label: 'See {{name}}' }] }],
       tools: [{ ...issue.tools[0]!, name: 'Tool {{#if name}}x{{/if}}' }],
     };
     const composer = await prepareMessageComposer(await compileIssue(braces, context), identity);
     const parts = composer.renderParts({ id: '7', email: 'ada@example.org', name: 'Ada' });
-    for (const literal of ['Prompt templates like {{name}} and {{topic}}', 'Why {{email}} leaks, from {{org}}', '{{unsubscribeUrl}} Labs', 'See {{name}}: https://example.org/{{name}}', 'Tool {{#if name}}x{{/if}}']) {
+    expect(parts.text).not.toContain('ada@example.org escaped');
+    for (const literal of ['Prompt templates like {{name}} and {{topic}}, or \\{{email}} escaped', 'Why {{email}} leaks, from {{org}}', '{{unsubscribeUrl}} Labs', 'See {{name}}: https://example.org/{{name}}', 'Tool {{#if name}}x{{/if}}']) {
       expect(parts.text).toContain(literal);
     }
     expect(parts.html).toContain('Prompt templates like &#123;&#123;name&#125;&#125; and &#123;&#123;topic&#125;&#125;');
