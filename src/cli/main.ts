@@ -29,6 +29,13 @@ function requireEmail(rawEmail: string): string {
   return email;
 }
 
+/** Resolves with the name of the first SIGTERM or SIGINT: how long-running commands are told to stop. */
+function untilStopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => resolve(signal));
+  });
+}
+
 function formatBytes(bytes: number): string {
   return `${(bytes / 1024).toFixed(1)} KB (${bytes} bytes)`;
 }
@@ -188,17 +195,10 @@ program
     const { startSendWorker } = await import('../../workers/send-worker.ts');
     const handle = await startSendWorker(config);
     console.log(`worker ${process.pid} running: concurrency ${config.send.workerConcurrency}, SMTP pool ${config.smtp.poolSize}`);
-    await new Promise<void>((resolve) => {
-      const stop = (signal: string) => {
-        console.log(`${signal}: finishing the jobs in flight (up to ${config.send.shutdownTimeoutMs} ms)…`);
-        void handle.close().then(({ handedBack }) => {
-          console.log(handedBack ? 'stopped; jobs still in flight were handed back to the queue' : 'stopped cleanly');
-          resolve();
-        });
-      };
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
-    });
+    const signal = await untilStopSignal();
+    console.log(`${signal}: finishing the jobs in flight (up to ${config.send.shutdownTimeoutMs} ms)…`);
+    const { handedBack } = await handle.close();
+    console.log(handedBack ? 'stopped; jobs still in flight were handed back to the queue' : 'stopped cleanly');
   });
 
 program
@@ -223,11 +223,9 @@ program
     const app = await buildHttpApp({ config, subscribers: services.subscribers });
     await app.listen({ host: config.http.host, port: config.http.port });
     console.log(`serving ${config.publicUrl}/unsubscribe on http://${config.http.host}:${config.http.port}`);
-    await new Promise<void>((resolve) => {
-      const stop = () => void app.close().then(() => services.close()).then(resolve);
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
-    });
+    await untilStopSignal();
+    await app.close();
+    await services.close();
   });
 
 program

@@ -76,7 +76,3 @@ export const issueSchema = z
 export type Issue = z.infer<typeof issueSchema>;
 /** A typed link under a paper or a tool. */
 export type IssueLink = z.infer<typeof linkSchema>;
-/** One paper of an issue. */
-export type IssuePaper = z.infer<typeof paperSchema>;
-/** One entry of the issue's tools section. */
-export type IssueTool = z.infer<typeof toolSchema>;
