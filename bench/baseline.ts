@@ -6,9 +6,9 @@ import type { Issue } from '../src/content/issue-schema.ts';
 import { issueSubject, layoutContext } from '../src/render/compile-issue.ts';
 import { loadTemplateSet } from '../src/render/templates.ts';
 import { buildTextTemplate } from '../src/render/text-email.ts';
-import { unsubscribeUrl } from '../src/security/tokens.ts';
-import { TEMPLATES_DIR } from '../src/sends/start-send.ts';
-import type { Subscriber } from '../src/subscribers/subscriber-store.ts';
+import { unsubscribeUrl } from '../src/core/tokens.ts';
+import { TEMPLATES_DIR } from '../src/app/start-send.ts';
+import type { Subscriber } from '../src/store/subscriber-store.ts';
 
 export interface BaselineResult {
   readonly messages: number;

@@ -9,10 +9,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
-import { connectRedis } from '../src/redis/connection.ts';
+import { connectRedis } from '../src/store/connection.ts';
 import { startPrivateRedis } from '../src/dev/private-redis.ts';
-import { importSubscribersCsv } from '../src/subscribers/import-csv.ts';
-import { SubscriberStore } from '../src/subscribers/subscriber-store.ts';
+import { importSubscribersCsv } from '../src/app/import-csv.ts';
+import { SubscriberStore } from '../src/store/subscriber-store.ts';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000000' } } });
 const rows = Number(values.rows);

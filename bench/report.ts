@@ -1,4 +1,4 @@
-import type { SendRecord } from '../src/sends/send-store.ts';
+import type { SendRecord } from '../src/store/send-store.ts';
 import type { BaselineResult } from './baseline.ts';
 
 export const TARGET_RATIO = 20;

@@ -1,10 +1,10 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/index.ts';
-import { connectRedis } from './redis/connection.ts';
-import { createSendQueue, type SendJobData } from './sends/send-queue.ts';
-import { SendStore } from './sends/send-store.ts';
-import { SubscriberStore } from './subscribers/subscriber-store.ts';
+import { connectRedis } from './store/connection.ts';
+import { createSendQueue, type SendJobData } from './store/send-queue.ts';
+import { SendStore } from './store/send-store.ts';
+import { SubscriberStore } from './store/subscriber-store.ts';
 
 /** The stores and the queue the use cases work with, over one Redis connection. */
 export interface Services {

@@ -2,11 +2,11 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, loadConfig, type Config } from '../../config/index.ts';
-import { UserFacingError } from '../errors.ts';
+import { UserFacingError } from '../core/errors.ts';
 import { openServices, type Services } from '../services.ts';
-import { cleanDisplayName, normaliseEmail } from '../subscribers/address.ts';
-import { DEFAULT_LIST, LIST_NAME_SHAPE, SUBSCRIBER_STATUSES } from '../subscribers/subscriber-store.ts';
-import type { SuppressionReason } from '../subscribers/suppression.ts';
+import { cleanDisplayName, normaliseEmail } from '../core/address.ts';
+import { DEFAULT_LIST, LIST_NAME_SHAPE, SUBSCRIBER_STATUSES } from '../store/subscriber-store.ts';
+import type { SuppressionReason } from '../app/subscribers.ts';
 
 function listName(value: string): string {
   if (!LIST_NAME_SHAPE.test(value)) throw new InvalidArgumentError('a list name is lower-case letters, digits, - and _ (e.g. weekly)');
@@ -54,7 +54,7 @@ program
   .option('--list <name>', 'list the footer names', listName, DEFAULT_LIST)
   .action(async (issueId: string, options: { out: string; list: string }) => {
     const config = await loadConfig();
-    const { buildIssuePreview } = await import('../render/build-preview.ts');
+    const { buildIssuePreview } = await import('../app/preview.ts');
     const { GMAIL_CLIP_BYTES } = await import('../render/compile-issue.ts');
     const preview = await buildIssuePreview(config, issueId, options.list);
     const htmlFile = path.join(options.out, `${issueId}.html`);
@@ -82,7 +82,7 @@ subscribers
   .argument('<file>', 'CSV file')
   .option('--list <name>', 'list to add them to', listName, DEFAULT_LIST)
   .action(async (file: string, options: { list: string }) => {
-    const { importSubscribersCsv } = await import('../subscribers/import-csv.ts');
+    const { importSubscribersCsv } = await import('../app/import-csv.ts');
     const report = await withServices((_, services) => importSubscribersCsv(services.subscribers, file, options.list));
     console.log(`list ${options.list}: ${report.imported} imported, ${report.updated} updated, ${report.invalidCount} invalid`);
     for (const row of report.invalid.slice(0, INVALID_ROWS_SHOWN)) console.log(`  line ${row.line}: ${row.reason}`);
@@ -123,7 +123,7 @@ subscribers
   .option('--json', 'print JSON')
   .action(async (rawEmail: string, options: { json?: boolean }) => {
     const email = requireEmail(rawEmail);
-    const { requireByEmail } = await import('../subscribers/suppression.ts');
+    const { requireByEmail } = await import('../app/subscribers.ts');
     const shown = await withServices(async (_, services) => {
       const subscriber = await requireByEmail(services.subscribers, email);
       return { ...subscriber, lists: await services.subscribers.listsOf(subscriber.id) };
@@ -147,7 +147,7 @@ subscribers
   .addOption(new Option('--reason <reason>', 'recorded as the status').choices(SUPPRESSION_REASONS).default('unsubscribed'))
   .action(async (rawEmail: string, options: { reason: SuppressionReason }) => {
     const email = requireEmail(rawEmail);
-    const { suppressByEmail } = await import('../subscribers/suppression.ts');
+    const { suppressByEmail } = await import('../app/subscribers.ts');
     const { subscriber, changed } = await withServices((_, services) => suppressByEmail(services.subscribers, email, options.reason));
     console.log(changed ? `${subscriber.email} is suppressed (${subscriber.status})` : `${subscriber.email} was already suppressed (${subscriber.status}); lift it first to change the reason`);
   });
@@ -158,7 +158,7 @@ subscribers
   .argument('<email>')
   .action(async (rawEmail: string) => {
     const email = requireEmail(rawEmail);
-    const { liftSuppressionByEmail } = await import('../subscribers/suppression.ts');
+    const { liftSuppressionByEmail } = await import('../app/subscribers.ts');
     const { subscriber, previous } = await withServices((_, services) => liftSuppressionByEmail(services.subscribers, email));
     console.log(previous === 'active' ? `${subscriber.email} was not suppressed` : `${subscriber.email} is active again (was ${previous})`);
   });
@@ -171,7 +171,7 @@ program
   .option('--resend', 'send again although this issue already went to this list')
   .option('--retry-failed', 'requeue the recipients of the latest send whose attempts ran out on temporary errors')
   .action(async (issueId: string, options: { list: string; resend?: boolean; retryFailed?: boolean }) => {
-    const { retryFailedRecipients, startSend } = await import('../sends/start-send.ts');
+    const { retryFailedRecipients, startSend } = await import('../app/start-send.ts');
     if (options.retryFailed) {
       const retried = await withServices((config, services) => retryFailedRecipients({ config, ...services }, { issueId, list: options.list }));
       console.log(`send ${retried.sendId}: ${retried.requeued} recipients requeued (permanent failures stay failed)`);
@@ -192,7 +192,7 @@ program
   .description('Run a send worker until SIGTERM or SIGINT; run several processes to send faster')
   .action(async () => {
     const config = await loadConfig();
-    const { startSendWorker } = await import('../../workers/send-worker.ts');
+    const { startSendWorker } = await import('../workers/send.ts');
     const handle = await startSendWorker(config);
     console.log(`worker ${process.pid} running: concurrency ${config.send.workerConcurrency}, SMTP pool ${config.smtp.poolSize}`);
     const signal = await untilStopSignal();
@@ -208,7 +208,7 @@ program
   .option('--list <name>', 'the send to this list (default: the latest send of the issue)', listName)
   .option('--json', 'print one JSON object')
   .action(async (issueId: string, options: { list?: string; json?: boolean }) => {
-    const { describeSendStatus, sendStatusReport } = await import('./status-report.ts');
+    const { describeSendStatus, sendStatusReport } = await import('../app/send-report.ts');
     const report = await withServices((config, services) => sendStatusReport(config, services, issueId, options.list));
     console.log(options.json ? JSON.stringify(report, null, 2) : describeSendStatus(report));
   });
@@ -218,7 +218,7 @@ program
   .description('Serve the unsubscribe links of the emails (GET confirms, POST and RFC 8058 one-click unsubscribe) on HTTP_HOST:HTTP_PORT')
   .action(async () => {
     const config = await loadConfig();
-    const { buildHttpApp } = await import('../http/app.ts');
+    const { buildHttpApp } = await import('../http/server.ts');
     const services = await openServices(config);
     const app = await buildHttpApp({ config, subscribers: services.subscribers });
     await app.listen({ host: config.http.host, port: config.http.port });

@@ -1,7 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
-import { IssueContentError, UnknownIssueError } from '../errors.ts';
+import { IssueContentError, UnknownIssueError } from '../core/errors.ts';
 import { issueSchema, type Issue } from './issue-schema.ts';
 
 const ISSUE_FILE_EXTENSION = '.yaml';

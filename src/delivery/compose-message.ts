@@ -4,8 +4,8 @@ import { encodeWords, foldLines, isPlainText } from 'nodemailer/lib/mime-funcs';
 import { encode as qpEncode, wrap as qpWrap } from 'nodemailer/lib/qp';
 import type { CompiledIssue } from '../render/compile-issue.ts';
 import { RAW_HELPER, registerRawHelper, type SubscriberFieldName } from '../render/stage-two-fields.ts';
-import { unsubscribeUrl } from '../security/tokens.ts';
-import { cleanDisplayName } from '../subscribers/address.ts';
+import { unsubscribeUrl } from '../core/tokens.ts';
+import { cleanDisplayName } from '../core/address.ts';
 
 /** Who a message goes to: the fields the per-subscriber placeholders and headers need. */
 export interface Recipient {

@@ -1,10 +1,10 @@
 import { RateLimitError, type Job } from 'bullmq';
 import type { Transporter } from 'nodemailer';
 import type { Config } from '../../config/index.ts';
-import type { SendJobData } from '../sends/send-queue.ts';
-import type { SendStore } from '../sends/send-store.ts';
-import type { SubscriberStore } from '../subscribers/subscriber-store.ts';
-import { AcceptedButUnrecordedError, classifySmtpFailure, PermanentDeliveryError, type SmtpFailureFields } from './classify-failure.ts';
+import type { SendJobData } from '../store/send-queue.ts';
+import type { SendStore } from '../store/send-store.ts';
+import type { SubscriberStore } from '../store/subscriber-store.ts';
+import { AcceptedButUnrecordedError, classifySmtpFailure, PermanentDeliveryError, type SmtpFailureFields } from '../core/classify-failure.ts';
 import { prepareMessageComposer, type ComposedMessage, type MessageComposer } from './compose-message.ts';
 
 /** What a job did, kept as the job's return value for the dashboard. */

@@ -2,16 +2,16 @@ import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { environmentSets, loadConfig, PROJECT_ROOT, type Config } from '../../config/index.ts';
-import { startSendWorker } from '../../workers/send-worker.ts';
+import { startSendWorker } from '../workers/send.ts';
 import { startPrivateRedis, type PrivateRedis } from '../dev/private-redis.ts';
 import { startSmtpSink, type SmtpSink } from '../dev/smtp-sink.ts';
-import { connectRedis, RedisUnavailableError } from '../redis/connection.ts';
-import { buildIssuePreview } from '../render/build-preview.ts';
+import { connectRedis, RedisUnavailableError } from '../store/connection.ts';
+import { buildIssuePreview } from '../app/preview.ts';
 import { openServices } from '../services.ts';
-import { startSend } from '../sends/start-send.ts';
-import { importSubscribersCsv } from '../subscribers/import-csv.ts';
-import { DEFAULT_LIST } from '../subscribers/subscriber-store.ts';
-import { describeSendStatus, sendStatusReport } from '../cli/status-report.ts';
+import { startSend } from '../app/start-send.ts';
+import { importSubscribersCsv } from '../app/import-csv.ts';
+import { DEFAULT_LIST } from '../store/subscriber-store.ts';
+import { describeSendStatus, sendStatusReport } from '../app/send-report.ts';
 
 const DEMO_ISSUE = 'vol-138';
 /** The demo's own key prefix; it only ever deletes keys under it. */

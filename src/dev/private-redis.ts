@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { UserFacingError } from '../errors.ts';
+import { UserFacingError } from '../core/errors.ts';
 
 /** A redis-server of our own on a free loopback port, for the demo, the tests and the benchmark. */
 export interface PrivateRedis {

@@ -3,7 +3,7 @@ import mjml2html from 'mjml';
 import type { Mailbox } from '../../config/index.ts';
 import type { Issue } from '../content/issue-schema.ts';
 import { markdownToHtml } from '../content/markdown.ts';
-import { TemplateError } from '../errors.ts';
+import { TemplateError } from '../core/errors.ts';
 import { formatDateLine, LINK_LABELS } from './link-labels.ts';
 import { SUBSCRIBER_FIELDS, stageOneText, stageOneUrl, unexpectedPlaceholders } from './stage-two-fields.ts';
 import { loadTemplateSet, templateAtLine } from './templates.ts';

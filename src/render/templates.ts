@@ -1,7 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import Handlebars from 'handlebars';
-import { TemplateError } from '../errors.ts';
+import { TemplateError } from '../core/errors.ts';
 
 /** The stage-one template set: the layout plus its partials, ready to render with issue content. */
 export interface TemplateSet {

@@ -5,8 +5,8 @@ import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../config/index.ts';
-import { buildIssuePreview, SAMPLE_RECIPIENT } from '../../src/render/build-preview.ts';
-import { UNSUBSCRIBE_PURPOSE, verifyToken } from '../../src/security/tokens.ts';
+import { buildIssuePreview, SAMPLE_RECIPIENT } from '../../src/app/preview.ts';
+import { UNSUBSCRIBE_PURPOSE, verifyToken } from '../../src/core/tokens.ts';
 import { testConfig } from '../support/test-config.ts';
 
 /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { sendStatusReport } from '../../src/cli/status-report.ts';
-import { retryFailedRecipients } from '../../src/sends/start-send.ts';
+import { sendStatusReport } from '../../src/app/send-report.ts';
+import { retryFailedRecipients } from '../../src/app/start-send.ts';
 import { createHarness, seedSubscribers } from '../support/harness.ts';
 
 

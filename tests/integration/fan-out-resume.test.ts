@@ -2,9 +2,9 @@ import type { Queue } from 'bullmq';
 import { describe, expect, it } from 'vitest';
 import { loadIssue } from '../../src/content/load-issue.ts';
 import { compileIssue } from '../../src/render/compile-issue.ts';
-import { fanOut } from '../../src/sends/fan-out.ts';
-import type { SendJobData } from '../../src/sends/send-queue.ts';
-import { compileContextFor } from '../../src/sends/start-send.ts';
+import { fanOut } from '../../src/app/fan-out.ts';
+import type { SendJobData } from '../../src/store/send-queue.ts';
+import { compileContextFor } from '../../src/app/start-send.ts';
 import { createHarness, seedSubscribers } from '../support/harness.ts';
 
 

@@ -60,7 +60,7 @@ describe('every worker sends the identical version', () => {
     const { services, config } = harness;
     await seedSubscribers(services, 2);
     const { sendId } = await harness.send('vol-138');
-    const { startSendWorker } = await import('../../workers/send-worker.ts');
+    const { startSendWorker } = await import('../../src/workers/send.ts');
     const misconfigured = await startSendWorker({
       ...config,
       publicUrl: 'https://elsewhere.example.net',

@@ -1,7 +1,7 @@
 import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
 import { describe, expect, it } from 'vitest';
-import { sendStatusReport } from '../../src/cli/status-report.ts';
-import { UNSUBSCRIBE_PURPOSE, verifyToken } from '../../src/security/tokens.ts';
+import { sendStatusReport } from '../../src/app/send-report.ts';
+import { UNSUBSCRIBE_PURPOSE, verifyToken } from '../../src/core/tokens.ts';
 import { createHarness, seedSubscribers } from '../support/harness.ts';
 
 

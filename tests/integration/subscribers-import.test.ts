@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CsvImportError, importSubscribersCsv } from '../../src/subscribers/import-csv.ts';
+import { CsvImportError, importSubscribersCsv } from '../../src/app/import-csv.ts';
 import { createHarness } from '../support/harness.ts';
 
 let dir: string;

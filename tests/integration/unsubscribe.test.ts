@@ -1,6 +1,6 @@
 import { simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
-import { buildHttpApp } from '../../src/http/app.ts';
+import { buildHttpApp } from '../../src/http/server.ts';
 import { createHarness, seedSubscribers, type Harness } from '../support/harness.ts';
 
 /** The List-Unsubscribe URL of the message a subscriber received, as a mail client would read it. */

@@ -2,9 +2,9 @@ import { onTestFinished } from 'vitest';
 import type { Config } from '../../config/index.ts';
 import { startSmtpSink, type SmtpRejection, type SmtpSink } from '../../src/dev/smtp-sink.ts';
 import { openServices, type Services } from '../../src/services.ts';
-import type { SendRecord } from '../../src/sends/send-store.ts';
-import { startSend, type StartSendResult } from '../../src/sends/start-send.ts';
-import { startSendWorker, type SendWorkerHandle } from '../../workers/send-worker.ts';
+import type { SendRecord } from '../../src/store/send-store.ts';
+import { startSend, type StartSendResult } from '../../src/app/start-send.ts';
+import { startSendWorker, type SendWorkerHandle } from '../../src/workers/send.ts';
 import { testConfig } from './test-config.ts';
 
 /** One message as the SMTP server received it. */

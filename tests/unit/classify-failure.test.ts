@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifySmtpFailure, type SmtpFailureFields } from '../../src/delivery/classify-failure.ts';
+import { classifySmtpFailure, type SmtpFailureFields } from '../../src/core/classify-failure.ts';
 
 describe('classifySmtpFailure', () => {
   const table: [string, SmtpFailureFields, { permanent: boolean; bounce: 'hard' | 'soft' | undefined }][] = [

@@ -7,7 +7,7 @@ import { PROJECT_ROOT } from '../../config/index.ts';
 import { loadIssue } from '../../src/content/load-issue.ts';
 import type { Issue } from '../../src/content/issue-schema.ts';
 import { prepareMessageComposer } from '../../src/delivery/compose-message.ts';
-import { TemplateError } from '../../src/errors.ts';
+import { TemplateError } from '../../src/core/errors.ts';
 import { compileIssue, GMAIL_CLIP_BYTES, type CompiledIssue } from '../../src/render/compile-issue.ts';
 
 const TEMPLATES_DIR = path.join(PROJECT_ROOT, 'emails');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../../config/index.ts';
-import { computeSendStatus } from '../../src/sends/send-status.ts';
+import { computeSendStatus } from '../../src/core/send-status.ts';
 
 const valid = {
   REDIS_URL: 'redis://127.0.0.1:6379',

@@ -3,8 +3,8 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../config/index.ts';
 import { loadIssue, parseIssueSource } from '../../src/content/load-issue.ts';
-import { IssueContentError, UnknownIssueError } from '../../src/errors.ts';
-import { buildIssuePreview } from '../../src/render/build-preview.ts';
+import { IssueContentError, UnknownIssueError } from '../../src/core/errors.ts';
+import { buildIssuePreview } from '../../src/app/preview.ts';
 import { testConfig } from '../support/test-config.ts';
 
 const ISSUES_DIR = path.join(PROJECT_ROOT, 'emails/issues');

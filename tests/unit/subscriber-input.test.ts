@@ -1,8 +1,8 @@
 import { simpleParser } from 'mailparser';
 import { describe, expect, it } from 'vitest';
 import { formatMailbox } from '../../src/delivery/compose-message.ts';
-import { signToken, UNSUBSCRIBE_PURPOSE, verifyToken } from '../../src/security/tokens.ts';
-import { cleanDisplayName, normaliseEmail } from '../../src/subscribers/address.ts';
+import { signToken, UNSUBSCRIBE_PURPOSE, verifyToken } from '../../src/core/tokens.ts';
+import { cleanDisplayName, normaliseEmail } from '../../src/core/address.ts';
 
 describe('normaliseEmail', () => {
   it.each([

@@ -1,8 +1,8 @@
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import Handlebars from 'handlebars';
 import type { Config } from '../../config/index.ts';
-import { InvalidTokenError, subscriberForToken, unsubscribeWithToken } from '../subscribers/suppression.ts';
-import type { SubscriberStore } from '../subscribers/subscriber-store.ts';
+import { InvalidTokenError, subscriberForToken, unsubscribeWithToken } from '../app/subscribers.ts';
+import type { SubscriberStore } from '../store/subscriber-store.ts';
 
 const escape = Handlebars.escapeExpression;
 

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { CompiledIssue } from '../render/compile-issue.ts';
-import { redisKeys, type RedisKeys } from '../redis/keys.ts';
-import { computeSendStatus, type SendStatus } from './send-status.ts';
+import { redisKeys, type RedisKeys } from './keys.ts';
+import { computeSendStatus, type SendStatus } from '../core/send-status.ts';
 
 /** One delivery run of one issue to one list. */
 export interface SendRecord extends SendStatus {

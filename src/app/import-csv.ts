@@ -1,8 +1,8 @@
 import { createReadStream } from 'node:fs';
 import { parse } from 'csv-parse';
-import { UserFacingError } from '../errors.ts';
-import { cleanDisplayName, normaliseEmail } from './address.ts';
-import type { SubscriberInput, SubscriberStore } from './subscriber-store.ts';
+import { UserFacingError } from '../core/errors.ts';
+import { cleanDisplayName, normaliseEmail } from '../core/address.ts';
+import type { SubscriberInput, SubscriberStore } from '../store/subscriber-store.ts';
 
 /** The CSV can't be imported at all (no such file, no `email` column, broken quoting). */
 export class CsvImportError extends UserFacingError {

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { redisKeys, type RedisKeys } from '../redis/keys.ts';
+import { redisKeys, type RedisKeys } from './keys.ts';
 
 /** Every subscriber status; all but `active` are suppressed. */
 export const SUBSCRIBER_STATUSES = ['active', 'unsubscribed', 'bounced', 'complained'] as const;

@@ -1,6 +1,6 @@
-import { UserFacingError } from '../errors.ts';
-import { UNSUBSCRIBE_PURPOSE, verifyToken } from '../security/tokens.ts';
-import type { Subscriber, SubscriberStatus, SubscriberStore } from './subscriber-store.ts';
+import { UserFacingError } from '../core/errors.ts';
+import { UNSUBSCRIBE_PURPOSE, verifyToken } from '../core/tokens.ts';
+import type { Subscriber, SubscriberStatus, SubscriberStore } from '../store/subscriber-store.ts';
 
 /** Why an address is suppressed: every status but active. */
 export type SuppressionReason = Exclude<SubscriberStatus, 'active'>;

@@ -1,8 +1,8 @@
 import type { Config } from '../../config/index.ts';
 import { loadIssue } from '../content/load-issue.ts';
 import { prepareMessageComposer, type Recipient } from '../delivery/compose-message.ts';
-import { compileContextFor } from '../sends/start-send.ts';
-import { compileIssue } from './compile-issue.ts';
+import { compileContextFor } from './start-send.ts';
+import { compileIssue } from '../render/compile-issue.ts';
 
 /** The subscriber the preview is filled for. */
 export const SAMPLE_RECIPIENT: Recipient = { id: '0', email: 'ada.lovelace@example.org', name: 'Ada Lovelace' };

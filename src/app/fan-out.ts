@@ -1,7 +1,7 @@
 import type { Queue } from 'bullmq';
-import type { SubscriberStore } from '../subscribers/subscriber-store.ts';
-import { deliveryJobs, sendJobId, type SendJobData } from './send-queue.ts';
-import type { SendStore } from './send-store.ts';
+import type { SubscriberStore } from '../store/subscriber-store.ts';
+import { deliveryJobs, sendJobId, type SendJobData } from '../store/send-queue.ts';
+import type { SendStore } from '../store/send-store.ts';
 
 /**
  * Queues one job per active member of the send's list, in chunks, resuming after the stored

@@ -1,5 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
-import { UserFacingError } from '../errors.ts';
+import { UserFacingError } from '../core/errors.ts';
 
 /** Redis did not answer at the configured URL. */
 export class RedisUnavailableError extends UserFacingError {

@@ -2,12 +2,12 @@ import path from 'node:path';
 import type { Queue } from 'bullmq';
 import { PROJECT_ROOT, type Config } from '../../config/index.ts';
 import { loadIssue } from '../content/load-issue.ts';
-import { UserFacingError } from '../errors.ts';
+import { UserFacingError } from '../core/errors.ts';
 import { compileIssue, type CompileContext } from '../render/compile-issue.ts';
-import type { SubscriberStore } from '../subscribers/subscriber-store.ts';
+import type { SubscriberStore } from '../store/subscriber-store.ts';
 import { fanOut } from './fan-out.ts';
-import { deliveryJobs, retryJobId, type SendJobData } from './send-queue.ts';
-import type { SendStore } from './send-store.ts';
+import { deliveryJobs, retryJobId, type SendJobData } from '../store/send-queue.ts';
+import type { SendStore } from '../store/send-store.ts';
 
 /** A send the pipeline will not start: a draft, a repeat without --resend, an empty list. */
 export class SendRefusedError extends UserFacingError {

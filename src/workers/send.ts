@@ -1,13 +1,13 @@
 import { UnrecoverableError, Worker } from 'bullmq';
-import type { Config } from '../config/index.ts';
-import { AcceptedButUnrecordedError } from '../src/delivery/classify-failure.ts';
-import { createDeliveryHandler, type DeliveryOutcome } from '../src/delivery/deliver-job.ts';
-import { createSmtpTransport } from '../src/delivery/smtp-transport.ts';
-import { connectRedis } from '../src/redis/connection.ts';
-import { redisKeys } from '../src/redis/keys.ts';
-import { createSendQueue, SEND_QUEUE_NAME, type SendJobData } from '../src/sends/send-queue.ts';
-import { SendStore } from '../src/sends/send-store.ts';
-import { SubscriberStore } from '../src/subscribers/subscriber-store.ts';
+import type { Config } from '../../config/index.ts';
+import { AcceptedButUnrecordedError } from '../core/classify-failure.ts';
+import { createDeliveryHandler, type DeliveryOutcome } from '../delivery/deliver-job.ts';
+import { createSmtpTransport } from '../delivery/smtp-transport.ts';
+import { connectRedis } from '../store/connection.ts';
+import { redisKeys } from '../store/keys.ts';
+import { createSendQueue, SEND_QUEUE_NAME, type SendJobData } from '../store/send-queue.ts';
+import { SendStore } from '../store/send-store.ts';
+import { SubscriberStore } from '../store/subscriber-store.ts';
 
 /** A running send worker. */
 export interface SendWorkerHandle {

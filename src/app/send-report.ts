@@ -1,7 +1,7 @@
 import type { Config } from '../../config/index.ts';
 import { loadIssue } from '../content/load-issue.ts';
-import { UserFacingError } from '../errors.ts';
-import type { RecipientFailure, SendRecord } from '../sends/send-store.ts';
+import { UserFacingError } from '../core/errors.ts';
+import type { RecipientFailure, SendRecord } from '../store/send-store.ts';
 import type { Services } from '../services.ts';
 
 /** The status of one send, as `newsletter status --json` prints it. */

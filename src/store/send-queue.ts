@@ -1,7 +1,7 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../../config/index.ts';
-import { redisKeys } from '../redis/keys.ts';
+import { redisKeys } from './keys.ts';
 
 /** The BullMQ queue that holds one job per recipient of a send. */
 export const SEND_QUEUE_NAME = 'newsletter-send';
