@@ -60,6 +60,7 @@ export async function startSend(
   const existing = existingId ? await sends.get(existingId) : undefined;
   if (existing && existing.state === 'preparing') {
     // A crash or Ctrl-C during fan-out: finish queueing that send with its stored compiled issue.
+    await sends.markIssueSent(issue.id);
     await fanOut({ ...fanOutOptions, sendId: existing.id, startAfter: existing.fanOutCursor });
     return { sendId: existing.id, resumed: true, warnings: [] };
   }
@@ -68,6 +69,7 @@ export async function startSend(
   const compiled = await compileIssue(issue, compileContextFor(config, request.list));
   const { created, sendId } = await sends.create(compiled, request.resend);
   if (!created) throw alreadySent(sendId, 'just started by someone else', issue.id, request.list);
+  await sends.markIssueSent(issue.id);
   await fanOut({ ...fanOutOptions, sendId, startAfter: 0 });
   return { sendId, resumed: false, warnings: compiled.warnings };
 }

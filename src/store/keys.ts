@@ -27,6 +27,8 @@ export function redisKeys(prefix: string) {
     sendRequeuePending: (sendId: string) => `${prefix}:send:${sendId}:requeue-pending`,
     /** Hash: subscriber id → JSON of the last failure. */
     sendFailures: (sendId: string) => `${prefix}:send:${sendId}:failures`,
+    /** Sorted set: issue ids that have been sent, scored by the time of their first send. */
+    sentIssues: `${prefix}:issues:sent`,
     /** List of the send ids of one issue, oldest first. */
     issueSends: (issueId: string) => `${prefix}:issue:${issueId}:sends`,
   } as const;

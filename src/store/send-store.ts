@@ -152,6 +152,19 @@ export class SendStore {
     return { created: outcome === 'created', sendId };
   }
 
+  /** Records that an issue has gone out (the web archive lists it); keeps the time of its first send. */
+  async markIssueSent(issueId: string): Promise<void> {
+    await this.redis.zadd(this.keys.sentIssues, 'NX', Date.now(), issueId);
+  }
+
+  /** Issues that have been sent, newest first, with the time of their first send. */
+  async sentIssues(): Promise<{ issueId: string; sentAt: string }[]> {
+    const flat = await this.redis.zrevrange(this.keys.sentIssues, 0, -1, 'WITHSCORES');
+    const result: { issueId: string; sentAt: string }[] = [];
+    for (let index = 0; index + 1 < flat.length; index += 2) result.push({ issueId: flat[index]!, sentAt: new Date(Number(flat[index + 1])).toISOString() });
+    return result;
+  }
+
   /** The newest send of an issue (to one list, if given). */
   async latestId(issueId: string, list?: string): Promise<string | undefined> {
     const key = list ? this.listSendsKey(issueId, list) : this.keys.issueSends(issueId);
