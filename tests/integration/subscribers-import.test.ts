@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CsvImportError, importSubscribersCsv } from '../../src/app/import-csv.ts';
+import { STATUS_CHANGES } from '../../src/core/subscriber.ts';
 import { createHarness } from '../support/harness.ts';
 
 let dir: string;
@@ -57,7 +58,7 @@ describe('subscribers import', () => {
     expect(await subscribers.countList('weekly')).toMatchObject({ total: 3, byStatus: { active: 3 } });
 
     // Re-importing never revives a suppressed subscriber.
-    await subscribers.setStatus(ada!.id, 'unsubscribed');
+    await subscribers.changeStatus(ada!.id, STATUS_CHANGES.unsubscribe);
     const again = await importSubscribersCsv(subscribers, file, 'weekly');
     expect(again).toMatchObject({ imported: 0, updated: 4 });
     expect((await subscribers.get(ada!.id))?.status).toBe('unsubscribed');
@@ -78,9 +79,9 @@ describe('subscribers import', () => {
     const harness = await createHarness('csv-bad');
     const { subscribers } = harness.services;
     await expect(importSubscribersCsv(subscribers, await csv('nomail.csv', 'name,address\nAda,x\n'), 'weekly')).rejects.toThrow(/no "email" column/);
-    await expect(importSubscribersCsv(subscribers, await csv('quote.csv', 'email,name\nada@example.org,"unclosed\n'), 'weekly')).rejects.toThrow(
-      CsvImportError,
-    );
+    const unclosed = await csv('quote.csv', 'email,name\nada@example.org,"unclosed\n');
+    await expect(importSubscribersCsv(subscribers, unclosed, 'weekly')).rejects.toThrow(CsvImportError);
+    await expect(importSubscribersCsv(subscribers, unclosed, 'weekly')).rejects.toThrow(`${unclosed}: malformed CSV at line 2: a quote opens a field that is never closed`);
     await expect(importSubscribersCsv(subscribers, path.join(dir, 'missing.csv'), 'weekly')).rejects.toThrow(/no such file/);
     await expect(importSubscribersCsv(subscribers, dir, 'weekly')).rejects.toThrow(/is a folder, not a CSV file/);
     await expect(importSubscribersCsv(subscribers, await csv('empty.csv', ''), 'weekly')).rejects.toThrow(/the file is empty/);
