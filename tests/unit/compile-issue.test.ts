@@ -24,7 +24,7 @@ beforeAll(async () => {
 describe('compiling an issue', () => {
   it('leaves exactly the per-subscriber fields as placeholders', () => {
     const placeholders = new Set(compiled.htmlTemplate.match(/\{\{[^}]*\}\}/g));
-    expect([...placeholders].sort()).toEqual(['{{#if name}}', '{{/if}}', '{{else}}', '{{email}}', '{{name}}', '{{unsubscribeUrl}}']);
+    expect([...placeholders].sort()).toEqual(['{{#if email}}', '{{#if name}}', '{{/if}}', '{{else}}', '{{email}}', '{{name}}', '{{unsubscribeUrl}}']);
     expect(compiled.textTemplate).toContain('{{unsubscribeUrl}}');
   });
 
