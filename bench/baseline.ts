@@ -7,8 +7,8 @@ import { issueSubject, layoutContext } from '../src/render/compile-issue.ts';
 import { loadTemplateSet } from '../src/render/templates.ts';
 import { buildTextTemplate } from '../src/render/text-email.ts';
 import { unsubscribeUrl } from '../src/core/tokens.ts';
-import { TEMPLATES_DIR } from '../src/app/start-send.ts';
-import type { Subscriber } from '../src/store/subscriber-store.ts';
+import { TEMPLATES_DIR } from '../src/render/compile-issue.ts';
+import type { Subscriber } from '../src/core/subscriber.ts';
 
 export interface BaselineResult {
   readonly messages: number;

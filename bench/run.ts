@@ -13,8 +13,9 @@ import { startPrivateRedis } from '../src/dev/private-redis.ts';
 import { startSmtpSink } from '../src/dev/smtp-sink.ts';
 import { compileIssue } from '../src/render/compile-issue.ts';
 import { openServices } from '../src/services.ts';
-import { compileContextFor, startSend } from '../src/app/start-send.ts';
-import type { Subscriber, SubscriberInput } from '../src/store/subscriber-store.ts';
+import { startSend } from '../src/app/start-send.ts';
+import { compileContextFor } from '../src/render/compile-issue.ts';
+import type { Subscriber, SubscriberInput } from '../src/core/subscriber.ts';
 import { runNaiveBaseline } from './baseline.ts';
 import { cpuSeconds, machineLine } from './proc.ts';
 import { printReport } from './report.ts';
@@ -151,7 +152,7 @@ async function main(): Promise<void> {
 
   console.log(`\nsending ${ISSUE_ID} to ${n} subscribers…`);
   const t0 = performance.now();
-  const started = await Promise.race([startSend({ config, ...services }, { issueId: ISSUE_ID, list: LIST, resend: false }), worker.died, timeout]);
+  const started = await Promise.race([startSend(services, { issueId: ISSUE_ID, list: LIST, resend: false }), worker.died, timeout]);
   const tFanOut = performance.now();
   const acceptedAtFanOutEnd = accepted;
   const progress = setInterval(() => console.log(`  … ${accepted} / ${n} accepted after ${((performance.now() - t0) / 1000).toFixed(1)} s`), 10_000);

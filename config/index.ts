@@ -1,8 +1,8 @@
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { envSchema, type Mailbox } from './schema.ts';
+import { envSchema, type LogLevel, type Mailbox } from './schema.ts';
 
-export type { Mailbox } from './schema.ts';
+export type { LogLevel, Mailbox } from './schema.ts';
 
 /** The project's root folder; relative paths in the config are resolved against it. */
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -37,7 +37,16 @@ export interface Config {
     readonly fanOutChunkSize: number;
     /** How long a stopping worker waits for jobs in flight before handing them back. */
     readonly shutdownTimeoutMs: number;
+    /** How long a job's lock lasts without renewal: a crashed worker's jobs go back after about this long. */
+    readonly lockDurationMs: number;
+    /**
+     * How many times a job may go back to the queue because its worker died before BullMQ gives up
+     * on it; the recipient is then recorded as a temporary failure, which --retry-failed retries.
+     */
+    readonly maxStalledCount: number;
   };
+  /** pino level of the structured log (standard error). */
+  readonly logLevel: LogLevel;
 }
 
 /** A setting is missing or malformed; the message names the key. */
@@ -81,7 +90,10 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
       backoffMs: env.SEND_BACKOFF_MS,
       fanOutChunkSize: env.FANOUT_CHUNK_SIZE,
       shutdownTimeoutMs: env.WORKER_SHUTDOWN_TIMEOUT_MS,
+      lockDurationMs: env.WORKER_LOCK_DURATION_MS,
+      maxStalledCount: env.WORKER_MAX_STALLED_COUNT,
     },
+    logLevel: env.LOG_LEVEL,
   });
 }
 

@@ -24,6 +24,11 @@ function urlWithScheme(name: string, schemes: readonly string[]) {
   );
 }
 
+/** pino's levels, quietest last. */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+/** One of LOG_LEVELS. */
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 /** A sender, parsed from `Name <address>`. */
 export interface Mailbox {
   readonly name: string;
@@ -77,5 +82,8 @@ export const envSchema = z.object({
   SEND_BACKOFF_MS: positiveInt('SEND_BACKOFF_MS').default(30_000),
   FANOUT_CHUNK_SIZE: positiveInt('FANOUT_CHUNK_SIZE').default(1000),
   WORKER_SHUTDOWN_TIMEOUT_MS: positiveInt('WORKER_SHUTDOWN_TIMEOUT_MS').default(30_000),
+  WORKER_LOCK_DURATION_MS: positiveInt('WORKER_LOCK_DURATION_MS').default(30_000),
+  WORKER_MAX_STALLED_COUNT: positiveInt('WORKER_MAX_STALLED_COUNT').default(5),
+  LOG_LEVEL: z.enum(LOG_LEVELS, { error: `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
 });
 

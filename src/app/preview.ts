@@ -1,7 +1,7 @@
 import type { Config } from '../../config/index.ts';
 import { loadIssue } from '../content/load-issue.ts';
 import { prepareMessageComposer, type Recipient } from '../delivery/compose-message.ts';
-import { compileContextFor } from './start-send.ts';
+import { compileContextFor } from '../render/compile-issue.ts';
 import { compileIssue } from '../render/compile-issue.ts';
 
 /** The subscriber the preview is filled for. */

@@ -1,12 +1,17 @@
-import type { Config } from '../../config/index.ts';
 import { loadIssue } from '../content/load-issue.ts';
 import { UserFacingError } from '../core/errors.ts';
-import type { RecipientFailure, SendRecord } from '../store/send-store.ts';
-import type { Services } from '../services.ts';
+import type { RecipientFailure } from '../core/send-status.ts';
+import type { SendRecord } from '../store/send-store.ts';
+import { isStuck, type SendDeps } from './start-send.ts';
 
 /** The status of one send, as `newsletter status --json` prints it. */
 export interface SendStatusReport extends SendRecord {
   readonly sendId: string;
+  /**
+   * Recipients are pending but no job is left in the queue to serve them (a worker died in a way
+   * that lost a record): `newsletter send <issue> --retry-failed` gives them jobs again.
+   */
+  readonly stuck: boolean;
   /** Up to 20 failed recipients, with the SMTP reply that failed them. */
   readonly failures: readonly ({ readonly email: string; readonly subscriberId: string } & RecipientFailure)[];
 }
@@ -14,7 +19,8 @@ export interface SendStatusReport extends SendRecord {
 const FAILURES_SHOWN = 20;
 
 /** Loads the latest send of an issue (to a list, if given) with who failed and why. */
-export async function sendStatusReport(config: Config, services: Services, issueId: string, list: string | undefined): Promise<SendStatusReport> {
+export async function sendStatusReport(services: SendDeps, issueId: string, list: string | undefined): Promise<SendStatusReport> {
+  const { config } = services;
   const sendId = await services.sends.latestId(issueId, list);
   if (!sendId) {
     await loadIssue(config.issuesDir, issueId); // an unknown issue says so, rather than "not sent"
@@ -30,7 +36,7 @@ export async function sendStatusReport(config: Config, services: Services, issue
       ...failure,
     })),
   );
-  return { ...record, sendId, failures: withEmails };
+  return { ...record, sendId, stuck: await isStuck(services, sendId), failures: withEmails };
 }
 
 /** The human-readable form of a status report. */
@@ -42,7 +48,7 @@ export function describeSendStatus(report: SendStatusReport): string {
     `  accepted  ${report.accepted}   (the SMTP server answered 250; not proof of delivery)`,
     `  failed    ${report.failed}`,
     `  skipped   ${report.skipped}   (unsubscribed or suppressed after the send was queued)`,
-    `  pending   ${report.pending}`,
+    `  pending   ${report.pending}${report.stuck ? `   STUCK: no job is left to serve them; run: newsletter send ${report.issueId} --list ${report.list} --retry-failed` : ''}`,
     `  started   ${report.createdAt}${report.finishedAt ? `\n  finished  ${report.finishedAt}` : ''}`,
   ];
   if (report.failures.length > 0) {

@@ -1,12 +1,11 @@
-import path from 'node:path';
 import type { Queue } from 'bullmq';
-import { PROJECT_ROOT, type Config } from '../../config/index.ts';
+import type { Config } from '../../config/index.ts';
 import { loadIssue } from '../content/load-issue.ts';
 import { UserFacingError } from '../core/errors.ts';
-import { compileIssue, type CompileContext } from '../render/compile-issue.ts';
+import { compileContextFor, compileIssue } from '../render/compile-issue.ts';
 import type { SubscriberStore } from '../store/subscriber-store.ts';
 import { fanOut } from './fan-out.ts';
-import { deliveryJobs, retryJobId, type SendJobData } from '../store/send-queue.ts';
+import { deliveryJobs, retryJobId, sendJobId, type SendJobData } from '../store/send-queue.ts';
 import type { SendStore } from '../store/send-store.ts';
 
 /** A send the pipeline will not start: a draft, a repeat without --resend, an empty list. */
@@ -14,12 +13,12 @@ export class SendRefusedError extends UserFacingError {
   override readonly name = 'SendRefusedError';
 }
 
-/** Where the MJML layout and partials live. */
-export const TEMPLATES_DIR = path.join(PROJECT_ROOT, 'emails');
-
-/** What compiling an issue for a list takes from the config: sender, newsletter name, link base, templates. */
-export function compileContextFor(config: Config, listName: string): CompileContext {
-  return { from: config.mail.from, newsletterName: config.mail.newsletterName, publicUrl: config.publicUrl, listName, templatesDir: TEMPLATES_DIR };
+/** What the send use cases work with. */
+export interface SendDeps {
+  readonly config: Config;
+  readonly sends: SendStore;
+  readonly subscribers: SubscriberStore;
+  readonly queue: Queue<SendJobData>;
 }
 
 /** What the editor asks for: `newsletter send <issue> [--list] [--resend]`. */
@@ -42,10 +41,7 @@ export interface StartSendResult {
  * The editor's "send": checks the issue may go out, records the send with its compiled issue, and
  * fans out one job per active subscriber. Returns once everything is queued; workers do the rest.
  */
-export async function startSend(
-  deps: { readonly config: Config; readonly sends: SendStore; readonly subscribers: SubscriberStore; readonly queue: Queue<SendJobData> },
-  request: StartSendRequest,
-): Promise<StartSendResult> {
+export async function startSend(deps: SendDeps, request: StartSendRequest): Promise<StartSendResult> {
   const { config, sends, subscribers, queue } = deps;
   const issue = await loadIssue(config.issuesDir, request.issueId);
   if (issue.status !== 'finished') {
@@ -74,24 +70,58 @@ export async function startSend(
   return { sendId, resumed: false, warnings: compiled.warnings };
 }
 
+/** What a retry of the failed recipients did. */
+export interface RetryFailedResult {
+  readonly sendId: string;
+  /** Recipients whose attempts had run out on temporary errors (or whose workers kept dying). */
+  readonly requeued: number;
+  /** Recipients of a stuck send still recorded as queued with no job left: given a job again. */
+  readonly repaired: number;
+}
+
 /**
  * Ops' "try the failed ones again" after an outage or a fixed setting: requeues the recipients of the
  * latest send of an issue to a list whose attempts ran out on temporary errors. Permanent failures
- * stay failed, and accepted recipients are never mailed again.
+ * stay failed, and accepted recipients are never mailed again. A stuck send (recipients queued, no
+ * job left to serve them: see sendReport) also gets a job for each of those recipients.
  */
-export async function retryFailedRecipients(
-  deps: { readonly config: Config; readonly sends: SendStore; readonly queue: Queue<SendJobData> },
-  request: { readonly issueId: string; readonly list: string },
-): Promise<{ sendId: string; requeued: number }> {
-  const sendId = await deps.sends.latestId(request.issueId, request.list);
+export async function retryFailedRecipients(deps: SendDeps, request: { readonly issueId: string; readonly list: string }): Promise<RetryFailedResult> {
+  const { sends, queue, config } = deps;
+  const sendId = await sends.latestId(request.issueId, request.list);
   if (!sendId) throw new SendRefusedError(`Issue "${request.issueId}" has not been sent to list "${request.list}"; there is nothing to retry.`);
-  const { round, subscriberIds } = await deps.sends.requeueTemporaryFailures(sendId);
-  for (let start = 0; start < subscriberIds.length; start += deps.config.send.fanOutChunkSize) {
-    const chunk = subscriberIds.slice(start, start + deps.config.send.fanOutChunkSize);
-    await deps.queue.addBulk(deliveryJobs(sendId, chunk, (subscriberId) => retryJobId(sendId, subscriberId, round)));
+  const chunkSize = config.send.fanOutChunkSize;
+  const stuck = await isStuck(deps, sendId);
+  const { round, subscriberIds } = await sends.requeueTemporaryFailures(sendId);
+  for (let start = 0; start < subscriberIds.length; start += chunkSize) {
+    const chunk = subscriberIds.slice(start, start + chunkSize);
+    await queue.addBulk(deliveryJobs(sendId, chunk, (subscriberId) => retryJobId(sendId, subscriberId, round)));
   }
-  await deps.sends.requeueDone(sendId);
-  return { sendId, requeued: subscriberIds.length };
+  await sends.requeueDone(sendId);
+  let repaired = 0;
+  if (stuck) {
+    const requeued = new Set(subscriberIds);
+    const repairTag = `x${Date.now().toString(36)}`;
+    let cursor = '0';
+    do {
+      const page = await sends.queuedRecipientsPage(sendId, cursor);
+      cursor = page.cursor;
+      const orphans = page.subscriberIds.filter((id) => !requeued.has(id));
+      if (orphans.length > 0) await queue.addBulk(deliveryJobs(sendId, orphans, (subscriberId) => `${sendJobId(sendId, subscriberId)}.${repairTag}`));
+      repaired += orphans.length;
+    } while (cursor !== '0');
+  }
+  return { sendId, requeued: subscriberIds.length, repaired };
+}
+
+/**
+ * A send is stuck when it has fanned out, still has recipients pending, and the queue holds no job
+ * that could serve them (none waiting, delayed, prioritised or running). Counters only, no scan.
+ */
+export async function isStuck(deps: Pick<SendDeps, 'sends' | 'queue'>, sendId: string): Promise<boolean> {
+  const record = await deps.sends.get(sendId);
+  if (!record || record.state === 'preparing' || record.pending === 0) return false;
+  const counts = await deps.queue.getJobCounts('waiting', 'delayed', 'prioritized', 'active', 'waiting-children');
+  return Object.values(counts).every((count) => count === 0);
 }
 
 function alreadySent(sendId: string, state: string, issueId: string, list: string): SendRefusedError {

@@ -5,9 +5,9 @@ const MAX_ADDRESS_LENGTH = 254;
 const ADDRESS_SHAPE = /^[!#-'*+\--9=?A-Z^-~]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$/;
 
 /**
- * Normalises an address the way duplicates are detected: trimmed, domain lower-cased (domains are
- * case-insensitive; local parts may not be, so they are kept). Returns undefined for anything that
- * is not a plain address.
+ * Cleans an address for delivery: trimmed, domain lower-cased. The local part keeps the case the
+ * subscriber gave it (RFC 5321 lets a server tell cases apart, so that is what we send to); the
+ * address's identity is emailKey(). Returns undefined for anything that is not a plain address.
  */
 export function normaliseEmail(input: string): string | undefined {
   const trimmed = input.trim();
@@ -29,4 +29,13 @@ const MAX_NAME_LENGTH = 120;
 export function cleanDisplayName(input: string | undefined): string {
   if (!input) return '';
   return input.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, ' ').replace(/\s+/g, ' ').trim().slice(0, MAX_NAME_LENGTH);
+}
+
+/**
+ * The identity of an address: lower-cased whole. Practically every mailbox provider treats local
+ * parts case-insensitively, and people type their address in whatever case; matching,
+ * de-duplication and suppression all go by this key, so READER5@X and reader5@x are one subscriber.
+ */
+export function emailKey(address: string): string {
+  return address.trim().toLowerCase();
 }

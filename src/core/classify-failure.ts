@@ -1,5 +1,3 @@
-import { UnrecoverableError } from 'bullmq';
-
 /** The structured fields nodemailer puts on an SMTP error; meaning is never read from the text. */
 export interface SmtpFailureFields {
   readonly code?: string | undefined;
@@ -75,23 +73,4 @@ function permanentBounce(responseCode: number, enhanced: string | undefined, com
 
 function enhancedStatus(response: string | undefined): string | undefined {
   return response ? /\b([245]\.\d{1,3}\.\d{1,3})\b/.exec(response)?.[1] : undefined;
-}
-
-/**
- * The SMTP server accepted the message but recording that failed, even after retries. The job
- * must not run again (that would send a duplicate); the worker records the acceptance later.
- */
-export class AcceptedButUnrecordedError extends UnrecoverableError {
-  override readonly name = 'AcceptedButUnrecordedError';
-}
-
-/** A delivery that must not be retried; BullMQ fails the job at once. */
-export class PermanentDeliveryError extends UnrecoverableError {
-  override readonly name = 'PermanentDeliveryError';
-  constructor(
-    message: string,
-    readonly failure: FailureClass,
-  ) {
-    super(message);
-  }
 }

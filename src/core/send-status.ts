@@ -5,6 +5,22 @@
  */
 export type SendState = 'preparing' | 'queued' | 'sending' | 'sent' | 'sent-with-failures';
 
+/** What happened to one recipient of a send. Only `queued` is not final. */
+export type RecipientState = 'queued' | 'accepted' | 'failed' | 'skipped';
+/** The final recipient states, each also a counter on the send record. */
+export const FINAL_RECIPIENT_STATES = ['accepted', 'failed', 'skipped'] as const;
+
+/** Why a recipient failed, kept for ops. */
+export interface RecipientFailure {
+  readonly at: string;
+  /** False when the cause was temporary: `send --retry-failed` tries them again. */
+  readonly permanent: boolean;
+  readonly code?: string | undefined;
+  readonly responseCode?: number | undefined;
+  readonly response?: string | undefined;
+  readonly attempts: number;
+}
+
 /** The stored facts of a send that its status derives from. */
 export interface SendRecordFacts {
   /** Recipients fanned out so far. */
@@ -13,6 +29,11 @@ export interface SendRecordFacts {
   readonly failed: number;
   readonly skipped: number;
   readonly fanOutDone: boolean;
+  /**
+   * Set by the store's scripts when the last recipient reaches a final state after fan-out: the
+   * one place that decides a send is finished (scripts/lib/finish-if-done.lua).
+   */
+  readonly finished: boolean;
 }
 
 /** A send's facts with what derives from them. */
@@ -28,7 +49,17 @@ export function computeSendStatus(facts: SendRecordFacts): SendStatus {
   const pending = Math.max(0, facts.total - processed);
   let state: SendState;
   if (!facts.fanOutDone) state = 'preparing';
-  else if (pending > 0) state = processed === 0 ? 'queued' : 'sending';
+  else if (!facts.finished) state = processed === 0 ? 'queued' : 'sending';
   else state = facts.failed > 0 ? 'sent-with-failures' : 'sent';
   return { ...facts, pending, state };
+}
+
+/** Whether a state is final: nothing more will happen unless ops retry the failed recipients. */
+export function isFinalSendState(state: SendState): boolean {
+  return state === 'sent' || state === 'sent-with-failures';
+}
+
+/** The issue a send belongs to: send ids read "<issue>.<list>.<n>", and issue ids have no dots. */
+export function issueIdOfSend(sendId: string): string {
+  return sendId.slice(0, sendId.indexOf('.') === -1 ? sendId.length : sendId.indexOf('.'));
 }

@@ -1,11 +1,16 @@
-import { RateLimitError, type Job } from 'bullmq';
+import { DelayedError, RateLimitError, type Job } from 'bullmq';
 import type { Transporter } from 'nodemailer';
 import type { Config } from '../../config/index.ts';
+import { classifySmtpFailure, type SmtpFailureFields } from '../core/classify-failure.ts';
+import type { RecipientFailure } from '../core/send-status.ts';
+import { STATUS_CHANGES, type Subscriber } from '../core/subscriber.ts';
+import type { Logger } from '../logger.ts';
 import type { SendJobData } from '../store/send-queue.ts';
 import type { SendStore } from '../store/send-store.ts';
 import type { SubscriberStore } from '../store/subscriber-store.ts';
-import { AcceptedButUnrecordedError, classifySmtpFailure, PermanentDeliveryError, type SmtpFailureFields } from '../core/classify-failure.ts';
 import { prepareMessageComposer, type ComposedMessage, type MessageComposer } from './compose-message.ts';
+import { AcceptedButUnrecordedError, PermanentDeliveryError } from './job-errors.ts';
+import { withRetries } from './retry.ts';
 
 /** What a job did, kept as the job's return value for the dashboard. */
 export type DeliveryOutcome =
@@ -16,24 +21,32 @@ export type DeliveryOutcome =
 /** Compiled sends kept per worker process; a worker rarely serves more than one or two at once. */
 const COMPOSER_CACHE_SIZE = 8;
 
-/**
- * Builds the job handler of the send workers. For each job it takes the recipient's record as the
- * guard (a recipient already accepted is never mailed again, whatever BullMQ redelivers), reloads
- * the subscriber, renders from the send's compiled issue (prepared once per send and cached), and
- * sends through the pooled transport.
- */
-export function createDeliveryHandler(deps: {
+/** Everything the job handler works with; the worker passes the real ones, tests may wrap them. */
+export interface DeliveryDeps {
   readonly config: Config;
   readonly sends: SendStore;
   readonly subscribers: SubscriberStore;
   readonly transport: Transporter;
+  readonly logger: Logger;
+  /** Waits between tries to record an outcome: rides out a Redis failover of a few seconds. */
+  readonly recordRetryDelaysMs: readonly number[];
   /**
    * Holds back every worker of the queue for a while (BullMQ's manual rate limit), for when the
    * SMTP service itself is failing.
    */
   readonly pauseSending: (durationMs: number, reason: string) => Promise<void>;
-}): (job: Job<SendJobData>) => Promise<DeliveryOutcome> {
-  const { config, sends, subscribers, transport } = deps;
+}
+
+/**
+ * Builds the job handler of the send workers. For each job it takes the recipient's record as the
+ * guard (a recipient already accepted is never mailed again, whatever BullMQ redelivers), reloads
+ * the subscriber, composes from the send's compiled issue (prepared once per send and cached), and
+ * sends through the pooled transport. Every final outcome is recorded here, before the job ends:
+ * if the record can't be written, the job is put back (not failed), so no recipient is ever left
+ * `queued` without a job.
+ */
+export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData>, token?: string) => Promise<DeliveryOutcome> {
+  const { config, sends, subscribers, transport, logger } = deps;
   const composers = new Map<string, Promise<MessageComposer>>();
 
   const composerFor = (sendId: string): Promise<MessageComposer> => {
@@ -51,22 +64,56 @@ export function createDeliveryHandler(deps: {
     return composer;
   };
 
-  return async (job) => {
+  const record = (what: () => Promise<unknown>) => withRetries(what, deps.recordRetryDelaysMs);
+
+  return async (job, token) => {
     const { sendId, subscriberId } = job.data;
-    const [state, subscriber] = await Promise.all([sends.recipientState(sendId, subscriberId), subscribers.get(subscriberId)]);
+    const attempts = job.attemptsMade + 1;
+    const log = logger.child({ sendId, subscriberId, jobId: job.id, attempt: attempts });
+
+    /** Records a final failure; if Redis won't take it, the job comes back later instead of ending. */
+    const recordFailure = async (failure: Omit<RecipientFailure, 'at' | 'attempts'>, cause: string): Promise<void> => {
+      try {
+        await record(() => sends.markRecipient(sendId, subscriberId, 'failed', { ...failure, at: new Date().toISOString(), attempts }));
+      } catch (recordError) {
+        log.error({ err: recordError }, 'could not record the failure; the job will run again');
+        await job.moveToDelayed(Date.now() + config.send.backoffMs, token);
+        throw new DelayedError();
+      }
+      log.warn({ outcome: 'failed', permanent: failure.permanent, code: failure.code, responseCode: failure.responseCode, response: failure.response }, cause);
+    };
+    const fail = async (failure: Omit<RecipientFailure, 'at' | 'attempts'>, cause: string): Promise<never> => {
+      await recordFailure(failure, cause);
+      throw failure.permanent ? new PermanentDeliveryError(cause) : new Error(cause);
+    };
+
+    let state: Awaited<ReturnType<SendStore['recipientState']>>;
+    let subscriber: Subscriber | undefined;
+    try {
+      [state, subscriber] = await Promise.all([sends.recipientState(sendId, subscriberId), subscribers.get(subscriberId)]);
+    } catch (error) {
+      // A record this code can't read (an unknown status, say) is never guessed at: fail this recipient, visibly.
+      if (error instanceof Error && error.name.startsWith('Corrupt')) return fail({ permanent: true, code: 'ERECORD', response: error.message }, error.message);
+      throw error;
+    }
     if (state !== 'queued') return { outcome: 'already-done', state: state ?? 'unknown' };
     if (!subscriber || subscriber.status !== 'active') {
       const reason = subscriber ? `subscriber is ${subscriber.status}` : 'subscriber no longer exists';
-      await sends.markRecipient(sendId, subscriberId, 'skipped');
+      await record(() => sends.markRecipient(sendId, subscriberId, 'skipped'));
+      log.info({ outcome: 'skipped', reason }, 'skipped');
       return { outcome: 'skipped', reason };
     }
 
-    const attempts = job.attemptsMade + 1;
-    const lastAttempt = attempts >= (job.opts.attempts ?? 1);
+    // Composing is ours, not the SMTP server's: a template error fails this recipient with its own reason.
     let message: ComposedMessage;
-    let response: string;
     try {
       message = (await composerFor(sendId)).compose(subscriber);
+    } catch (error) {
+      return fail({ permanent: true, code: 'ECOMPOSE', response: (error as Error).message }, `the message could not be composed: ${(error as Error).message}`);
+    }
+
+    let response: string;
+    try {
       response = ((await transport.sendMail({ envelope: message.envelope, raw: message.raw })) as { response?: string }).response ?? '';
     } catch (error) {
       const fields = error as SmtpFailureFields;
@@ -79,25 +126,28 @@ export function createDeliveryHandler(deps: {
         await deps.pauseSending(config.send.backoffMs, failure.reason);
         throw new RateLimitError();
       }
+      const smtp = { code: fields.code, responseCode: fields.responseCode, response: fields.response ?? (error as Error).message };
+      if (!failure.permanent && attempts < (job.opts.attempts ?? 1)) {
+        log.info({ outcome: 'retry', ...smtp }, failure.reason);
+        throw error;
+      }
       // Whatever the cause, a recipient whose job ends here is recorded as failed, with the reason,
       // so that a send always completes and ops can see who failed.
-      if (failure.permanent || lastAttempt) {
-        await sends.markRecipient(sendId, subscriberId, 'failed', {
-          at: new Date().toISOString(),
-          permanent: failure.permanent,
-          code: fields.code,
-          responseCode: fields.responseCode,
-          response: fields.response ?? (error as Error).message,
-          attempts,
-        });
-      }
-      // A hard bounce: the address does not exist. It is suppressed until someone lifts it.
-      if (failure.bounce === 'hard') await subscribers.setStatus(subscriberId, 'bounced');
-      if (failure.permanent) throw new PermanentDeliveryError(`${subscriber.email}: ${failure.reason}: ${fields.response ?? (error as Error).message}`, failure);
-      throw error;
+      const cause = `${subscriber.email}: ${failure.reason}`;
+      await recordFailure({ permanent: failure.permanent, ...smtp }, cause);
+      // A hard bounce: the address does not exist. Suppressed until someone lifts it; a stronger
+      // suppression already there is kept. After the failure is recorded, so that a job put back
+      // because that record failed still sees an active subscriber and records the failure.
+      if (failure.bounce === 'hard') await record(() => subscribers.changeStatus(subscriberId, STATUS_CHANGES.hardBounce));
+      throw failure.permanent ? new PermanentDeliveryError(cause) : error;
     }
     // The server has the message now. Whatever happens next, this job must not send it again.
-    await recordAcceptance(sends, sendId, subscriberId);
+    try {
+      await record(() => sends.markRecipient(sendId, subscriberId, 'accepted'));
+    } catch (recordError) {
+      throw new AcceptedButUnrecordedError(`accepted by the SMTP server, but recording it failed: ${(recordError as Error).message}`);
+    }
+    log.info({ outcome: 'accepted', messageId: message.messageId, response }, 'accepted');
     return { outcome: 'accepted', messageId: message.messageId, response };
   };
 }
@@ -107,21 +157,5 @@ async function serviceAnswers(transport: Transporter): Promise<boolean> {
     return await transport.verify();
   } catch {
     return false;
-  }
-}
-
-/** Delays between tries to record an acceptance: rides out a Redis failover of a few seconds. */
-const RECORD_RETRY_DELAYS_MS = [100, 300, 1_000, 3_000] as const;
-
-async function recordAcceptance(sends: SendStore, sendId: string, subscriberId: string): Promise<void> {
-  for (let attempt = 0; ; attempt += 1) {
-    try {
-      await sends.markRecipient(sendId, subscriberId, 'accepted');
-      return;
-    } catch (error) {
-      const delay = RECORD_RETRY_DELAYS_MS[attempt];
-      if (delay === undefined) throw new AcceptedButUnrecordedError(`accepted by the SMTP server, but recording it failed: ${(error as Error).message}`);
-      await new Promise((resolve) => setTimeout(resolve, delay));
-    }
   }
 }

@@ -10,7 +10,7 @@ import { buildIssuePreview } from '../app/preview.ts';
 import { openServices } from '../services.ts';
 import { startSend } from '../app/start-send.ts';
 import { importSubscribersCsv } from '../app/import-csv.ts';
-import { DEFAULT_LIST } from '../store/subscriber-store.ts';
+import { DEFAULT_LIST } from '../core/subscriber.ts';
 import { describeSendStatus, sendStatusReport } from '../app/send-report.ts';
 
 const DEMO_ISSUE = 'vol-138';
@@ -19,8 +19,8 @@ const DEMO_PREFIX = 'nldemo';
 const SAMPLE_CSV = path.join(path.dirname(fileURLToPath(import.meta.url)), 'sample-subscribers.csv');
 /** How long the demo waits without progress before it gives up (retries back off from 1 s). */
 const DEMO_STALL_MS = 60_000;
-/** Where the capture server writes; relative to where the demo is run (the project, under npm run demo). */
-const OUTBOX_DIR = path.resolve('outbox');
+/** Where the capture server writes unless told otherwise: the project's own outbox/, wherever the demo is started from. */
+const DEFAULT_OUTBOX_DIR = path.join(PROJECT_ROOT, 'outbox');
 
 /** Settings the demo embeds, so it runs on a fresh machine with no .env; the environment wins. */
 const DEMO_DEFAULTS: Readonly<Record<string, string>> = {
@@ -29,6 +29,8 @@ const DEMO_DEFAULTS: Readonly<Record<string, string>> = {
   PUBLIC_URL: 'https://newsletter.example.org',
   APP_SECRET: 'demo-only-secret-do-not-use-in-production-0000',
   SEND_BACKOFF_MS: '1000',
+  // The demo prints its own summary; the worker's per-message log lines would bury it.
+  LOG_LEVEL: 'warn',
   // Replaced by the capture server's address before use, unless SMTP_URL is set.
   SMTP_URL: 'smtp://127.0.0.1:25',
 };
@@ -38,20 +40,22 @@ const DEMO_DEFAULTS: Readonly<Record<string, string>> = {
  * capture SMTP server writing ./outbox/*.eml (unless SMTP_URL is set), ~50 sample subscribers,
  * vol-138 compiled and sent, and a worker run until the send is done.
  */
-export async function runDemo(): Promise<void> {
+export async function runDemo(options: { readonly io: { out(line: string): void; err(line: string): void }; readonly outboxDir?: string }): Promise<void> {
+  const { io } = options;
+  const OUTBOX_DIR = path.resolve(options.outboxDir ?? DEFAULT_OUTBOX_DIR);
   const useRealSmtp = await environmentSets('SMTP_URL');
   const loaded = await loadConfig(DEMO_DEFAULTS);
   const cleanups: (() => Promise<void>)[] = [];
   try {
-    const redisUrl = await reachableRedis(loaded.redis.url, cleanups);
+    const redisUrl = await reachableRedis(loaded.redis.url, cleanups, io);
     let sink: SmtpSink | undefined;
     if (!useRealSmtp) {
       await rm(OUTBOX_DIR, { recursive: true, force: true });
       sink = await startSmtpSink({ outboxDir: OUTBOX_DIR });
       cleanups.push(() => sink!.stop());
-      console.log(`SMTP: capture server at ${sink.url}, writing each accepted message to ${path.relative(process.cwd(), OUTBOX_DIR) || '.'}/`);
+      io.out(`SMTP: capture server at ${sink.url}, writing each accepted message to ${path.relative(process.cwd(), OUTBOX_DIR) || '.'}/`);
     } else {
-      console.log(`SMTP: ${loaded.smtp.url} (from SMTP_URL)`);
+      io.out(`SMTP: ${loaded.smtp.url} (from SMTP_URL)`);
     }
     const config: Config = {
       ...loaded,
@@ -60,17 +64,17 @@ export async function runDemo(): Promise<void> {
     };
 
     const removed = await deleteKeysWithPrefix(config, `${DEMO_PREFIX}:`);
-    if (removed > 0) console.log(`Redis: cleared ${removed} keys of the previous demo run (prefix ${DEMO_PREFIX}:)`);
+    if (removed > 0) io.out(`Redis: cleared ${removed} keys of the previous demo run (prefix ${DEMO_PREFIX}:)`);
     const services = await openServices(config);
     cleanups.push(() => services.close());
 
     const report = await importSubscribersCsv(services.subscribers, SAMPLE_CSV, DEFAULT_LIST);
-    console.log(`subscribers: ${report.imported} imported, ${report.updated} updated, ${report.invalidCount} invalid from ${path.relative(PROJECT_ROOT, SAMPLE_CSV)}`);
+    io.out(`subscribers: ${report.imported} imported, ${report.updated} updated, ${report.invalidCount} invalid from ${path.relative(PROJECT_ROOT, SAMPLE_CSV)}`);
 
     const started = Date.now();
-    const send = await startSend({ config, ...services }, { issueId: DEMO_ISSUE, list: DEFAULT_LIST, resend: false });
-    for (const warning of send.warnings) console.warn(`warning: ${warning}`);
-    console.log(`send ${send.sendId} queued; starting a worker…`);
+    const send = await startSend(services, { issueId: DEMO_ISSUE, list: DEFAULT_LIST, resend: false });
+    for (const warning of send.warnings) io.err(`warning: ${warning}`);
+    io.out(`send ${send.sendId} queued; starting a worker…`);
 
     const worker = await startSendWorker(config);
     cleanups.push(async () => void (await worker.close()));
@@ -85,34 +89,34 @@ export async function runDemo(): Promise<void> {
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    const status = await sendStatusReport(config, services, DEMO_ISSUE, DEFAULT_LIST);
-    console.log(`\n${describeSendStatus(status)}\n  took      ${Date.now() - started} ms`);
+    const status = await sendStatusReport(services, DEMO_ISSUE, DEFAULT_LIST);
+    io.out(`\n${describeSendStatus(status)}\n  took      ${Date.now() - started} ms`);
     if (sink) {
       const files = (await readdir(OUTBOX_DIR)).filter((file) => file.endsWith('.eml'));
-      console.log(`\n${files.length} messages in ${OUTBOX_DIR}/ (open one in a mail client, or: less ${path.join('outbox', files[0] ?? '')})`);
+      io.out(`\n${files.length} messages in ${OUTBOX_DIR}/ (open one in a mail client, or: less ${path.join(path.relative(process.cwd(), OUTBOX_DIR) || '.', files[0] ?? '')})`);
     }
     const preview = await buildIssuePreview(config, DEMO_ISSUE, DEFAULT_LIST);
     const previewDir = path.join(OUTBOX_DIR, 'preview');
     await mkdir(previewDir, { recursive: true });
     await writeFile(path.join(previewDir, `${DEMO_ISSUE}.html`), preview.html);
     await writeFile(path.join(previewDir, `${DEMO_ISSUE}.txt`), preview.text);
-    console.log(`The issue as a subscriber sees it: open ${path.join(previewDir, `${DEMO_ISSUE}.html`)} in a browser (and ${DEMO_ISSUE}.txt beside it)`);
+    io.out(`The issue as a subscriber sees it: open ${path.join(previewDir, `${DEMO_ISSUE}.html`)} in a browser (and ${DEMO_ISSUE}.txt beside it)`);
   } finally {
     for (const cleanup of cleanups.reverse()) await cleanup();
   }
 }
 
-async function reachableRedis(url: string, cleanups: (() => Promise<void>)[]): Promise<string> {
+async function reachableRedis(url: string, cleanups: (() => Promise<void>)[], io: { out(line: string): void }): Promise<string> {
   try {
     const probe = await connectRedis(url);
     probe.disconnect();
-    console.log(`Redis: ${url} (keys under ${DEMO_PREFIX}:)`);
+    io.out(`Redis: ${url} (keys under ${DEMO_PREFIX}:)`);
     return url;
   } catch (error) {
     if (!(error instanceof RedisUnavailableError)) throw error;
     const redis: PrivateRedis = await startPrivateRedis();
     cleanups.push(() => redis.stop());
-    console.log(`Redis: nothing answers at ${url}; started a private redis-server at ${redis.url}`);
+    io.out(`Redis: nothing answers at ${url}; started a private redis-server at ${redis.url}`);
     return redis.url;
   }
 }

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import mjml2html from 'mjml';
-import type { Mailbox } from '../../config/index.ts';
+import path from 'node:path';
+import { PROJECT_ROOT, type Config, type Mailbox } from '../../config/index.ts';
+import type { CompiledIssue } from '../core/compiled-issue.ts';
 import type { Issue } from '../content/issue-schema.ts';
 import { markdownToHtml } from '../content/markdown.ts';
 import { TemplateError } from '../core/errors.ts';
@@ -8,6 +10,11 @@ import { formatDateLine, LINK_LABELS } from './link-labels.ts';
 import { SUBSCRIBER_FIELDS, stageOneText, stageOneUrl, unexpectedPlaceholders } from './stage-two-fields.ts';
 import { loadTemplateSet, templateAtLine } from './templates.ts';
 import { buildTextTemplate } from './text-email.ts';
+
+export type { CompiledIssue } from '../core/compiled-issue.ts';
+
+/** Where the MJML layout and partials live. */
+export const TEMPLATES_DIR = path.join(PROJECT_ROOT, 'emails');
 
 /** Gmail clips an HTML body past 102 KB and hides the rest, the footer with the unsubscribe link included. */
 export const GMAIL_CLIP_BYTES = 102 * 1024;
@@ -23,27 +30,9 @@ export interface CompileContext {
   readonly templatesDir: string;
 }
 
-/**
- * One issue compiled for one send: everything per issue is done, and what stays per subscriber
- * ({{name}}, {{email}}, {{unsubscribeUrl}}) is left as Handlebars placeholders. Stored with the send,
- * so that every worker sends this exact version.
- */
-export interface CompiledIssue {
-  readonly issueId: string;
-  readonly listName: string;
-  /** Sender and link base as they were at send time, so that every worker sends the same message. */
-  readonly from: Mailbox;
-  readonly newsletterName: string;
-  readonly publicUrl: string;
-  readonly subject: string;
-  /** Handlebars source of the HTML part (HTML-escaping). */
-  readonly htmlTemplate: string;
-  /** Handlebars source of the text part (compile with noEscape). */
-  readonly textTemplate: string;
-  readonly viewInBrowserUrl: string;
-  /** sha256 of both templates and the subject, to tell versions apart. */
-  readonly contentHash: string;
-  readonly warnings: readonly string[];
+/** What compiling an issue for a list takes from the config: sender, newsletter name, link base, templates. */
+export function compileContextFor(config: Config, listName: string): CompileContext {
+  return { from: config.mail.from, newsletterName: config.mail.newsletterName, publicUrl: config.publicUrl, listName, templatesDir: TEMPLATES_DIR };
 }
 
 /**

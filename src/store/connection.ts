@@ -1,5 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { UserFacingError } from '../core/errors.ts';
+import type { Logger } from '../logger.ts';
 
 /** Redis did not answer at the configured URL. */
 export class RedisUnavailableError extends UserFacingError {
@@ -13,7 +14,7 @@ export class RedisUnavailableError extends UserFacingError {
  * Opens a Redis connection and waits until it answers. `blocking: true` is for BullMQ workers,
  * which need `maxRetriesPerRequest: null` so a blocking command is never cut short.
  */
-export async function connectRedis(url: string, options: { blocking?: boolean; autoPipelining?: boolean } = {}): Promise<Redis> {
+export async function connectRedis(url: string, options: { blocking?: boolean; autoPipelining?: boolean; logger?: Logger } = {}): Promise<Redis> {
   const redisOptions: RedisOptions = {
     enableAutoPipelining: options.autoPipelining ?? false,
     lazyConnect: true,
@@ -23,9 +24,10 @@ export async function connectRedis(url: string, options: { blocking?: boolean; a
     retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
   };
   const redis = new Redis(url, redisOptions);
-  // Connection errors also reject the commands they affect, which is where callers see them; the
-  // listener keeps ioredis from printing each reconnect attempt as an "unhandled error event".
-  redis.on('error', () => undefined);
+  // Connection errors also reject the commands they affect, which is where callers see them. The
+  // listener keeps ioredis from printing each reconnect attempt as an "unhandled error event" with
+  // a stack; one log line per outage says it is happening, and one says it is over.
+  watchConnection(redis, options.logger);
   try {
     await redis.connect();
     await redis.ping();
@@ -44,4 +46,22 @@ function redactUrl(url: string): string {
   } catch {
     return url;
   }
+}
+
+/**
+ * Logs a connection's outages once each, as structured lines, for any connection: ours and the
+ * ones BullMQ duplicates from them (a duplicate copies the options, not the listeners).
+ */
+export function watchConnection(redis: Redis, logger: Logger | undefined): void {
+  let down = false;
+  redis.on('error', (error: Error & { code?: string }) => {
+    if (down) return;
+    down = true;
+    logger?.warn({ code: error.code, reason: error.message }, 'Redis connection lost; reconnecting');
+  });
+  redis.on('ready', () => {
+    if (!down) return;
+    down = false;
+    logger?.info('Redis connection restored');
+  });
 }

@@ -1,36 +1,55 @@
+import { issueIdOfSend } from '../core/send-status.ts';
+
 /**
  * Every Redis key the pipeline writes, in one place. All keys start with the configured prefix, so
  * tests (and a second tenant) can share a Redis without touching each other's data.
+ *
+ * Hash tags (the part in braces) put the keys one script touches in one Redis Cluster slot: every
+ * subscriber key shares `{subs}`, and every key of the sends of one issue shares `{issue:<id>}`,
+ * so a send's keys always share one tag. A prefix that carries a tag of its own (e.g. `{nl}`)
+ * overrides them and puts everything in one slot, which is also safe.
  */
 export function redisKeys(prefix: string) {
+  const subs = `${prefix}:{subs}`;
+  const issue = (issueId: string) => `${prefix}:{issue:${issueId}}`;
+  const send = (sendId: string) => `${issue(issueIdOfSend(sendId))}:send:${sendId}`;
   return {
+    /** String: the version of the key layout below; see migrate.ts. */
+    schemaVersion: `${prefix}:schema-version`,
+    /** String with a TTL: held by the one process migrating the key layout. */
+    migrationLock: `${prefix}:migration-lock`,
     /** Prefix BullMQ puts before its own queue keys. */
     bullPrefix: `${prefix}:bull`,
-    subscriberSeq: `${prefix}:sub:seq`,
-    /** Hash: normalised email → subscriber id. */
-    subscriberByEmail: `${prefix}:sub:by-email`,
-    /** Prefix of the per-subscriber hashes; append the id. */
-    subscriberPrefix: `${prefix}:sub:`,
-    subscriber: (id: string) => `${prefix}:sub:${id}`,
+
+    /** Counter: the last subscriber id handed out. */
+    subscriberSeq: `${subs}:seq`,
+    /** Hash: emailKey (lower-cased address) → subscriber id. */
+    subscriberByEmail: `${subs}:by-email`,
+    /** Hash: one subscriber (email as given, name, status, attributes, timestamps). */
+    subscriber: (id: string) => `${subs}:sub:${id}`,
     /** Set of list names. */
-    lists: `${prefix}:lists`,
+    lists: `${subs}:lists`,
     /** Sorted set of subscriber ids, scored by id, so fan-out can walk it with a resumable cursor. */
-    list: (name: string) => `${prefix}:list:${name}`,
-    sendSeq: `${prefix}:send:seq`,
-    /** Hash: the send record. */
-    send: (sendId: string) => `${prefix}:send:${sendId}`,
-    /** String: the compiled issue (JSON) every worker sends. */
-    sendArtifact: (sendId: string) => `${prefix}:send:${sendId}:artifact`,
-    /** Hash: subscriber id → recipient state (queued, accepted, failed, skipped). */
-    sendRecipients: (sendId: string) => `${prefix}:send:${sendId}:recipients`,
-    /** Set: recipients a retry round put back to queued whose jobs may not be added yet. */
-    sendRequeuePending: (sendId: string) => `${prefix}:send:${sendId}:requeue-pending`,
-    /** Hash: subscriber id → JSON of the last failure. */
-    sendFailures: (sendId: string) => `${prefix}:send:${sendId}:failures`,
-    /** Sorted set: issue ids that have been sent, scored by the time of their first send. */
-    sentIssues: `${prefix}:issues:sent`,
+    list: (name: string) => `${subs}:list:${name}`,
+    /** Hash: status → number of the list's members with it, kept by the scripts that change either. */
+    listCounts: (name: string) => `${subs}:list:${name}:counts`,
+
     /** List of the send ids of one issue, oldest first. */
-    issueSends: (issueId: string) => `${prefix}:issue:${issueId}:sends`,
+    issueSends: (issueId: string) => `${issue(issueId)}:sends`,
+    /** List of the send ids of one issue to one list, oldest first. */
+    listSends: (issueId: string, list: string) => `${issue(issueId)}:sends:${list}`,
+    /** Hash: the send record, with its accepted/failed/skipped counters. */
+    send,
+    /** String: the compiled issue (JSON) every worker sends. */
+    sendArtifact: (sendId: string) => `${send(sendId)}:artifact`,
+    /** Hash: subscriber id → recipient state (queued, accepted, failed, skipped). */
+    sendRecipients: (sendId: string) => `${send(sendId)}:recipients`,
+    /** Set: recipients a retry round put back to queued whose jobs may not be added yet. */
+    sendRequeuePending: (sendId: string) => `${send(sendId)}:requeue-pending`,
+    /** Hash: subscriber id → JSON of the last failure. */
+    sendFailures: (sendId: string) => `${send(sendId)}:failures`,
+    /** Sorted set: issue ids that have been sent, scored by the time of their first send (web archive). */
+    sentIssues: `${prefix}:issues:sent`,
   } as const;
 }
 

@@ -1,7 +1,9 @@
 import type { Redis } from 'ioredis';
-import type { CompiledIssue } from '../render/compile-issue.ts';
+import { z } from 'zod';
+import { compiledIssueSchema, type CompiledIssue } from '../core/compiled-issue.ts';
+import { computeSendStatus, type RecipientFailure, type RecipientState, type SendStatus } from '../core/send-status.ts';
 import { redisKeys, type RedisKeys } from './keys.ts';
-import { computeSendStatus, type SendStatus } from '../core/send-status.ts';
+import { defineScripts, runScript } from './scripts.ts';
 
 /** One delivery run of one issue to one list. */
 export interface SendRecord extends SendStatus {
@@ -15,141 +17,90 @@ export interface SendRecord extends SendStatus {
   readonly contentHash: string;
 }
 
-/** What happened to one recipient of a send. */
-export type RecipientState = 'queued' | 'accepted' | 'failed' | 'skipped';
+const count = z.coerce.number().int().nonnegative().default(0);
 
-/** Why a recipient failed, kept for ops. */
-export interface RecipientFailure {
-  readonly at: string;
-  readonly permanent: boolean;
-  readonly code?: string | undefined;
-  readonly responseCode?: number | undefined;
-  readonly response?: string | undefined;
-  readonly attempts: number;
+/** The send hash as create-send.lua and the other scripts write it. */
+const sendHashSchema = z.object({
+  id: z.string().min(1),
+  issueId: z.string().min(1),
+  list: z.string().min(1),
+  createdAt: z.string(),
+  finishedAt: z.string().optional(),
+  fanOutDoneAt: z.string().optional(),
+  fanOutCursor: count,
+  accepted: count,
+  failed: count,
+  skipped: count,
+  contentHash: z.string().default(''),
+});
+
+/** A recipient's failure as stored (JSON in the failures hash). */
+const recipientFailureSchema = z.object({
+  at: z.string(),
+  permanent: z.boolean(),
+  code: z.string().optional(),
+  responseCode: z.number().optional(),
+  response: z.string().optional(),
+  attempts: z.number(),
+});
+
+const RECIPIENT_STATES = ['queued', 'accepted', 'failed', 'skipped'] as const satisfies readonly RecipientState[];
+const recipientStateSchema = z.enum(RECIPIENT_STATES).optional();
+
+/** A stored send record that doesn't parse. */
+export class CorruptSendError extends Error {
+  override readonly name = 'CorruptSendError';
 }
 
-/**
- * Creates a send unless one exists for the same issue and list (and `resend` is not set), and
- * stores the compiled issue with it, in one script, so two editors pressing "send" at once get one
- * send. Send ids read "<issue>.<list>.<n>": no ':' (BullMQ job ids), unique, and legible on the dashboard.
- */
-const CREATE_SCRIPT = `
-local listSends, issueSends = KEYS[1], KEYS[2]
-local issueId, list, resend, now, artifact, contentHash, sendPrefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local count = redis.call('LLEN', listSends)
-if count > 0 and resend ~= '1' then
-  return {'exists', redis.call('LINDEX', listSends, -1)}
-end
-local id = issueId .. '.' .. list .. '.' .. (count + 1)
-redis.call('RPUSH', listSends, id)
-redis.call('RPUSH', issueSends, id)
-redis.call('HSET', sendPrefix .. id, 'id', id, 'issueId', issueId, 'list', list, 'createdAt', now,
-  'fanOutCursor', '0', 'accepted', '0', 'failed', '0', 'skipped', '0', 'contentHash', contentHash)
-redis.call('SET', sendPrefix .. id .. ':artifact', artifact)
-return {'created', id}
-`;
-
-/**
- * Moves one recipient from `queued` to a final state and counts it, once: a duplicate job, a retry
- * after a crash, or a second worker finds the state already final and changes nothing. When the
- * last recipient of a fanned-out send is done, the send gets its finishedAt.
- */
-const MARK_SCRIPT = `
-local sendKey, recipients, failures = KEYS[1], KEYS[2], KEYS[3]
-local subscriberId, newState, now, failure = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local current = redis.call('HGET', recipients, subscriberId)
-if current ~= 'queued' then return current or 'unknown' end
-redis.call('HSET', recipients, subscriberId, newState)
-redis.call('HINCRBY', sendKey, newState, 1)
-if failure ~= '' then redis.call('HSET', failures, subscriberId, failure) end
-local done = tonumber(redis.call('HGET', sendKey, 'accepted')) + tonumber(redis.call('HGET', sendKey, 'failed')) + tonumber(redis.call('HGET', sendKey, 'skipped'))
-if redis.call('HEXISTS', sendKey, 'fanOutDoneAt') == 1 and done >= redis.call('HLEN', recipients) then
-  redis.call('HSETNX', sendKey, 'finishedAt', now)
-end
-return 'queued'
-`;
-
-const FAN_OUT_DONE_SCRIPT = `
-local sendKey, recipients = KEYS[1], KEYS[2]
-local now = ARGV[1]
-redis.call('HSETNX', sendKey, 'fanOutDoneAt', now)
-local done = tonumber(redis.call('HGET', sendKey, 'accepted')) + tonumber(redis.call('HGET', sendKey, 'failed')) + tonumber(redis.call('HGET', sendKey, 'skipped'))
-if done >= redis.call('HLEN', recipients) then redis.call('HSETNX', sendKey, 'finishedAt', now) end
-return 1
-`;
-
-/**
- * Puts the recipients who failed temporarily (attempts ran out) back to queued, fixing the counts,
- * and returns their ids with the retry round. Permanent failures (a 5xx for that address) stay
- * failed: sending again would get the same answer. The ids stay in a pending set until their jobs
- * are added; a run that died before that gets the same round and ids back, never a stuck send.
- */
-const REQUEUE_FAILED_SCRIPT = `
-local sendKey, recipients, failures, pending = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-if redis.call('EXISTS', pending) == 1 then
-  return {tonumber(redis.call('HGET', sendKey, 'retryRound')), redis.call('SMEMBERS', pending)}
-end
-local ids = {}
-local entries = redis.call('HGETALL', failures)
-for index = 1, #entries, 2 do
-  local id, failure = entries[index], cjson.decode(entries[index + 1])
-  if not failure.permanent and redis.call('HGET', recipients, id) == 'failed' then
-    redis.call('HSET', recipients, id, 'queued')
-    redis.call('HINCRBY', sendKey, 'failed', -1)
-    redis.call('HDEL', failures, id)
-    ids[#ids + 1] = id
-  end
-end
-if #ids == 0 then return {0, ids} end
-redis.call('HDEL', sendKey, 'finishedAt')
-redis.call('SADD', pending, unpack(ids))
-return {redis.call('HINCRBY', sendKey, 'retryRound', 1), ids}
-`;
-
-interface SendScripts {
-  nlCreateSend(...args: string[]): Promise<[string, string]>;
-  nlMarkRecipient(...args: string[]): Promise<string>;
-  nlFanOutDone(...args: string[]): Promise<number>;
-  nlRequeueFailed(...args: string[]): Promise<[number, string[]]>;
+function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  throw new CorruptSendError(`${what} is unreadable: ${parsed.error.issues.map((issue) => `${issue.path.join('.') || '(value)'}: ${issue.message}`).join('; ')}`);
 }
+
+/** How often create() proposes a new send id when another send of the same issue raced it. */
+const MAX_CREATE_RACES = 10;
 
 /** Sends, their compiled issue and their per-recipient record, in Redis. */
 export class SendStore {
   readonly keys: RedisKeys;
-  private readonly scripts: SendScripts;
 
   constructor(
     private readonly redis: Redis,
     prefix: string,
   ) {
     this.keys = redisKeys(prefix);
-    if (!('nlCreateSend' in redis)) {
-      redis.defineCommand('nlCreateSend', { numberOfKeys: 2, lua: CREATE_SCRIPT });
-      redis.defineCommand('nlMarkRecipient', { numberOfKeys: 3, lua: MARK_SCRIPT });
-      redis.defineCommand('nlFanOutDone', { numberOfKeys: 2, lua: FAN_OUT_DONE_SCRIPT });
-      redis.defineCommand('nlRequeueFailed', { numberOfKeys: 4, lua: REQUEUE_FAILED_SCRIPT });
-    }
-    this.scripts = redis as unknown as SendScripts;
+    defineScripts(redis);
   }
 
-  private listSendsKey(issueId: string, list: string): string {
-    return `${this.keys.issueSends(issueId)}:${list}`;
-  }
-
-  /** Creates a send, or reports the existing one for this issue and list (unless `resend`). */
+  /**
+   * Creates a send unless one exists for the same issue and list (and `resend` is not set), and
+   * stores the compiled issue with it, in one script, so two editors pressing "send" at once get
+   * one send. Send ids read "<issue>.<list>.<n>": no ':' (BullMQ job ids), unique, and legible.
+   */
   async create(compiled: CompiledIssue, resend: boolean): Promise<{ created: boolean; sendId: string }> {
-    const [outcome, sendId] = await this.scripts.nlCreateSend(
-      this.listSendsKey(compiled.issueId, compiled.listName),
-      this.keys.issueSends(compiled.issueId),
-      compiled.issueId,
-      compiled.listName,
-      resend ? '1' : '0',
-      new Date().toISOString(),
-      JSON.stringify(compiled),
-      compiled.contentHash,
-      this.keys.send(''),
-    );
-    return { created: outcome === 'created', sendId };
+    const listSends = this.keys.listSends(compiled.issueId, compiled.listName);
+    for (let round = 0; round < MAX_CREATE_RACES; round += 1) {
+      const existing = await this.redis.llen(listSends);
+      const sendId = `${compiled.issueId}.${compiled.listName}.${existing + 1}`;
+      const [outcome, id] = (await runScript(
+        this.redis,
+        'createSend',
+        { listSends, issueSends: this.keys.issueSends(compiled.issueId), send: this.keys.send(sendId), artifact: this.keys.sendArtifact(sendId) },
+        {
+          expectedCount: existing,
+          sendId,
+          issueId: compiled.issueId,
+          list: compiled.listName,
+          resend: resend ? '1' : '0',
+          now: new Date().toISOString(),
+          artifact: JSON.stringify(compiled),
+          contentHash: compiled.contentHash,
+        },
+      )) as [string, string];
+      if (outcome !== 'retry') return { created: outcome === 'created', sendId: id };
+    }
+    throw new Error(`could not create a send of ${compiled.issueId}: other sends kept being created at the same time`);
   }
 
   /** Records that an issue has gone out (the web archive lists it); keeps the time of its first send. */
@@ -167,51 +118,52 @@ export class SendStore {
 
   /** The newest send of an issue (to one list, if given). */
   async latestId(issueId: string, list?: string): Promise<string | undefined> {
-    const key = list ? this.listSendsKey(issueId, list) : this.keys.issueSends(issueId);
+    const key = list ? this.keys.listSends(issueId, list) : this.keys.issueSends(issueId);
     return (await this.redis.lindex(key, -1)) ?? undefined;
   }
 
+  /** The send with its counters and derived state: two reads, whatever the send's size. */
   async get(sendId: string): Promise<SendRecord | undefined> {
-    const replies = (await this.redis.multi().hgetall(this.keys.send(sendId)).hlen(this.keys.sendRecipients(sendId)).exec()) ?? [];
-    for (const [error] of replies) if (error) throw error;
-    const hash = replies[0]?.[1] as Record<string, string>;
-    const total = replies[1]?.[1] as number;
-    if (!hash.id) return undefined;
+    const [hash, total] = await Promise.all([this.redis.hgetall(this.keys.send(sendId)), this.redis.hlen(this.keys.sendRecipients(sendId))]);
+    if (Object.keys(hash).length === 0) return undefined;
+    const stored = parseOrThrow(sendHashSchema, hash, `The record of send ${sendId}`);
     const status = computeSendStatus({
       total,
-      accepted: Number(hash.accepted ?? 0),
-      failed: Number(hash.failed ?? 0),
-      skipped: Number(hash.skipped ?? 0),
-      fanOutDone: hash.fanOutDoneAt !== undefined,
+      accepted: stored.accepted,
+      failed: stored.failed,
+      skipped: stored.skipped,
+      fanOutDone: stored.fanOutDoneAt !== undefined,
+      finished: stored.finishedAt !== undefined,
     });
     return {
       ...status,
-      id: hash.id,
-      issueId: hash.issueId ?? '',
-      list: hash.list ?? '',
-      createdAt: hash.createdAt ?? '',
-      finishedAt: hash.finishedAt,
-      fanOutCursor: Number(hash.fanOutCursor ?? 0),
-      contentHash: hash.contentHash ?? '',
+      id: stored.id,
+      issueId: stored.issueId,
+      list: stored.list,
+      createdAt: stored.createdAt,
+      finishedAt: stored.finishedAt,
+      fanOutCursor: stored.fanOutCursor,
+      contentHash: stored.contentHash,
     };
   }
 
+  /** The compiled issue stored with the send, parsed: a record missing a part can't be sent as its editor saw it. */
   async loadCompiled(sendId: string): Promise<CompiledIssue | undefined> {
     const json = await this.redis.get(this.keys.sendArtifact(sendId));
     if (!json) return undefined;
-    const compiled = JSON.parse(json) as Partial<CompiledIssue>;
-    // Stored by this code's CREATE_SCRIPT; a record missing a part can't be sent as its editor saw it.
-    const missing: string[] = (['issueId', 'listName', 'subject', 'htmlTemplate', 'textTemplate', 'newsletterName', 'publicUrl'] as const).filter(
-      (field) => typeof compiled[field] !== 'string',
-    );
-    if (!compiled.from?.address) missing.push('from');
-    if (missing.length > 0) throw new Error(`The compiled issue stored with send ${sendId} lacks ${missing.join(', ')}`);
-    return compiled as CompiledIssue;
+    let value: unknown;
+    try {
+      value = JSON.parse(json);
+    } catch {
+      throw new CorruptSendError(`The compiled issue stored with send ${sendId} is not JSON`);
+    }
+    return parseOrThrow(compiledIssueSchema, value, `The compiled issue stored with send ${sendId}`);
   }
 
   /**
-   * Records recipients as queued (first time only, so a repeated chunk changes nothing). Done before their jobs are added: a crash in between leaves them
-   * queued, and the resumed fan-out adds the jobs.
+   * Records recipients as queued (first time only, so a repeated chunk changes nothing). Done
+   * before their jobs are added: a crash in between leaves them queued, and the resumed fan-out
+   * adds the jobs.
    */
   async addRecipients(sendId: string, subscriberIds: readonly string[]): Promise<void> {
     if (subscriberIds.length === 0) return;
@@ -225,19 +177,19 @@ export class SendStore {
   }
 
   async markFanOutDone(sendId: string): Promise<void> {
-    await this.scripts.nlFanOutDone(this.keys.send(sendId), this.keys.sendRecipients(sendId), new Date().toISOString());
+    await runScript(this.redis, 'fanOutDone', { send: this.keys.send(sendId), recipients: this.keys.sendRecipients(sendId) }, { now: new Date().toISOString() });
   }
 
   /** The recipient's state, and so whether this job still has work to do. */
   async recipientState(sendId: string, subscriberId: string): Promise<RecipientState | undefined> {
-    return ((await this.redis.hget(this.keys.sendRecipients(sendId), subscriberId)) ?? undefined) as RecipientState | undefined;
+    return parseOrThrow(recipientStateSchema, (await this.redis.hget(this.keys.sendRecipients(sendId), subscriberId)) ?? undefined, `Recipient ${subscriberId} of send ${sendId}`);
   }
 
   /** The states of many recipients in one round trip, in input order (undefined: not a recipient). */
   async recipientStates(sendId: string, subscriberIds: readonly string[]): Promise<(RecipientState | undefined)[]> {
     if (subscriberIds.length === 0) return [];
     const states = await this.redis.hmget(this.keys.sendRecipients(sendId), ...subscriberIds);
-    return states.map((state) => (state ?? undefined) as RecipientState | undefined);
+    return states.map((state, index) => parseOrThrow(recipientStateSchema, state ?? undefined, `Recipient ${subscriberIds[index]} of send ${sendId}`));
   }
 
   /**
@@ -245,14 +197,11 @@ export class SendStore {
    * final), so the caller knows nothing was counted.
    */
   async markRecipient(sendId: string, subscriberId: string, state: Exclude<RecipientState, 'queued'>, failure?: RecipientFailure): Promise<boolean> {
-    const previous = await this.scripts.nlMarkRecipient(
-      this.keys.send(sendId),
-      this.keys.sendRecipients(sendId),
-      this.keys.sendFailures(sendId),
-      subscriberId,
-      state,
-      new Date().toISOString(),
-      failure ? JSON.stringify(failure) : '',
+    const previous = await runScript(
+      this.redis,
+      'markRecipient',
+      { send: this.keys.send(sendId), recipients: this.keys.sendRecipients(sendId), failures: this.keys.sendFailures(sendId) },
+      { subscriberId, state, now: new Date().toISOString(), failure: failure ? JSON.stringify(failure) : '' },
     );
     return previous === 'queued';
   }
@@ -262,18 +211,34 @@ export class SendStore {
    * Call requeueDone() once their jobs are added.
    */
   async requeueTemporaryFailures(sendId: string): Promise<{ round: number; subscriberIds: string[] }> {
-    const [round, subscriberIds] = await this.scripts.nlRequeueFailed(
-      this.keys.send(sendId),
-      this.keys.sendRecipients(sendId),
-      this.keys.sendFailures(sendId),
-      this.keys.sendRequeuePending(sendId),
-    );
+    const [round, subscriberIds] = (await runScript(
+      this.redis,
+      'requeueFailed',
+      {
+        send: this.keys.send(sendId),
+        recipients: this.keys.sendRecipients(sendId),
+        failures: this.keys.sendFailures(sendId),
+        pending: this.keys.sendRequeuePending(sendId),
+      },
+      {},
+    )) as [number, string[]];
     return { round, subscriberIds };
   }
 
   /** The jobs of the last requeue are added: forget its pending ids. */
   async requeueDone(sendId: string): Promise<void> {
     await this.redis.del(this.keys.sendRequeuePending(sendId));
+  }
+
+  /**
+   * Recipients still `queued`, a page at a time (HSCAN): for the repair of a stuck send, never for
+   * a status. Returns the next cursor ('0' at the end).
+   */
+  async queuedRecipientsPage(sendId: string, cursor: string): Promise<{ cursor: string; subscriberIds: string[] }> {
+    const [next, entries] = await this.redis.hscan(this.keys.sendRecipients(sendId), cursor, 'COUNT', 1000);
+    const subscriberIds: string[] = [];
+    for (let index = 0; index + 1 < entries.length; index += 2) if (entries[index + 1] === 'queued') subscriberIds.push(entries[index]!);
+    return { cursor: next, subscriberIds };
   }
 
   /** Who failed and why, for ops. */
@@ -284,7 +249,14 @@ export class SendStore {
       const [next, entries] = await this.redis.hscan(this.keys.sendFailures(sendId), cursor, 'COUNT', 200);
       cursor = next;
       for (let index = 0; index + 1 < entries.length && result.length < limit; index += 2) {
-        result.push({ subscriberId: entries[index] ?? '', failure: JSON.parse(entries[index + 1] ?? '{}') as RecipientFailure });
+        const subscriberId = entries[index]!;
+        let json: unknown;
+        try {
+          json = JSON.parse(entries[index + 1] ?? '');
+        } catch {
+          json = undefined;
+        }
+        result.push({ subscriberId, failure: parseOrThrow(recipientFailureSchema, json, `The failure of recipient ${subscriberId} of send ${sendId}`) });
       }
     } while (cursor !== '0' && result.length < limit);
     return result;

@@ -1,75 +1,55 @@
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { emailKey } from '../core/address.ts';
+import { SUBSCRIBER_STATUSES, type StatusChange, type Subscriber, type SubscriberInput, type SubscriberStatus } from '../core/subscriber.ts';
 import { redisKeys, type RedisKeys } from './keys.ts';
 
-/** Every subscriber status; all but `active` are suppressed. */
-export const SUBSCRIBER_STATUSES = ['active', 'unsubscribed', 'bounced', 'complained'] as const;
-/** Only `active` subscribers are mailed; the others are suppressed until someone lifts it. */
-export type SubscriberStatus = (typeof SUBSCRIBER_STATUSES)[number];
-
-/** The default list a subscriber joins and a send goes to. */
-export const DEFAULT_LIST = 'weekly';
-
-/** What a list name may look like: it becomes part of Redis keys and send ids. */
-export const LIST_NAME_SHAPE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-
-/** One subscriber as stored; the address is normalised. */
-export interface Subscriber {
-  readonly id: string;
-  readonly email: string;
-  readonly name: string;
-  readonly status: SubscriberStatus;
-  readonly attributes: Readonly<Record<string, string>>;
-  readonly createdAt: string;
-  readonly updatedAt: string;
-}
-
-/** A subscriber to add or merge; the address must already be normalised. */
-export interface SubscriberInput {
-  readonly email: string;
-  readonly name?: string | undefined;
-  readonly attributes?: Readonly<Record<string, string>> | undefined;
-  readonly list: string;
-}
+import { defineScripts, queueScript, runScript } from './scripts.ts';
 
 /**
- * Adds a subscriber or merges into the existing one with the same address, atomically, so that
- * parallel imports never create two ids for one address. The status of an existing subscriber is
- * never changed here: re-importing an unsubscribed address must not mail it again.
- * Returns {id, created}.
+ * A subscriber hash as stored. A status this code doesn't know must never be read as "active"
+ * (that would mail a suppressed address), so an unknown one fails the parse.
  */
-const UPSERT_SCRIPT = `
-local byEmail, seq, listKey, listsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local email, name, attributes, listName, now, subscriberPrefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local id = redis.call('HGET', byEmail, email)
-local created = 0
-if not id then
-  id = tostring(redis.call('INCR', seq))
-  redis.call('HSET', byEmail, email, id)
-  redis.call('HSET', subscriberPrefix .. id, 'email', email, 'status', 'active', 'createdAt', now, 'attributes', '{}')
-  created = 1
-end
-local key = subscriberPrefix .. id
-if name ~= '' then redis.call('HSET', key, 'name', name) end
-if attributes ~= '{}' then
-  local merged = cjson.decode(redis.call('HGET', key, 'attributes') or '{}')
-  for k, v in pairs(cjson.decode(attributes)) do merged[k] = v end
-  redis.call('HSET', key, 'attributes', cjson.encode(merged))
-end
-redis.call('HSET', key, 'updatedAt', now)
-redis.call('ZADD', listKey, tonumber(id), id)
-redis.call('SADD', listsKey, listName)
-return {id, created}
-`;
+const subscriberHashSchema = z.object({
+  email: z.string().min(3),
+  name: z.string().default(''),
+  status: z.enum(SUBSCRIBER_STATUSES, { error: (issue) => `unknown status "${String(issue.input ?? '')}"` }),
+  attributes: z
+    .string()
+    .default('{}')
+    .transform((json, ctx) => {
+      const parsed = z.record(z.string(), z.string()).safeParse(safeJson(json));
+      if (parsed.success) return parsed.data;
+      ctx.addIssue({ code: 'custom', message: 'attributes are not a JSON object of strings' });
+      return z.NEVER;
+    }),
+  createdAt: z.string().default(''),
+  updatedAt: z.string().default(''),
+});
 
-type UpsertReply = [string, number];
+function safeJson(json: string): unknown {
+  try {
+    return JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+}
 
-const CHANGE_STATUS_SCRIPT = `
-if redis.call('HGET', KEYS[1], 'status') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'updatedAt', ARGV[3])
-return 1
-`;
+/** A stored subscriber record that doesn't parse; the message names the subscriber and the field. */
+export class CorruptRecordError extends Error {
+  override readonly name = 'CorruptRecordError';
+}
 
-/** Subscribers and lists in Redis. */
+/** Counts of one list, kept by the scripts: no scan. */
+export interface ListCounts {
+  readonly total: number;
+  readonly byStatus: Readonly<Record<SubscriberStatus, number>>;
+}
+
+/** How often a batch is retried when parallel writers keep racing it; each retry makes progress. */
+const MAX_RACE_RETRIES = 10;
+
+/** Subscribers and lists in Redis. Addresses are matched on emailKey(); the given form is kept for delivery. */
 export class SubscriberStore {
   private readonly keys: RedisKeys;
 
@@ -78,37 +58,62 @@ export class SubscriberStore {
     prefix: string,
   ) {
     this.keys = redisKeys(prefix);
-    if (!('nlUpsertSubscriber' in this.redis)) {
-      this.redis.defineCommand('nlUpsertSubscriber', { numberOfKeys: 4, lua: UPSERT_SCRIPT });
-      this.redis.defineCommand('nlChangeStatus', { numberOfKeys: 1, lua: CHANGE_STATUS_SCRIPT });
-    }
+    defineScripts(redis);
   }
 
-  /** Adds or merges many subscribers in one round trip; results are in input order. */
+  /**
+   * Adds or merges many subscribers; results are in input order. Two round trips per batch: look the
+   * addresses up (and reserve ids for the new ones), then one script per row. A row that raced a
+   * parallel import (or an earlier row of the same batch with the same address) is looked up again.
+   */
   async upsertMany(inputs: readonly SubscriberInput[]): Promise<{ id: string; created: boolean }[]> {
-    if (inputs.length === 0) return [];
-    const now = new Date().toISOString();
-    const pipeline = this.redis.pipeline();
-    for (const input of inputs) {
-      (pipeline as unknown as UpsertCommand).nlUpsertSubscriber(
-        this.keys.subscriberByEmail,
-        this.keys.subscriberSeq,
-        this.keys.list(input.list),
-        this.keys.lists,
-        input.email,
-        input.name ?? '',
-        JSON.stringify(input.attributes ?? {}),
-        input.list,
-        now,
-        this.keys.subscriberPrefix,
-      );
+    const results: ({ id: string; created: boolean } | undefined)[] = new Array(inputs.length).fill(undefined);
+    let todo = inputs.map((_, index) => index);
+    for (let round = 0; todo.length > 0; round += 1) {
+      if (round > MAX_RACE_RETRIES) throw new Error(`could not store ${todo.length} subscribers: parallel writers kept changing them`);
+      const now = new Date().toISOString();
+      const known = await this.redis.hmget(this.keys.subscriberByEmail, ...todo.map((index) => emailKey(inputs[index]!.email)));
+      const fresh = known.filter((id) => id === null).length;
+      let nextId = fresh > 0 ? (await this.redis.incrby(this.keys.subscriberSeq, fresh)) - fresh + 1 : 0;
+      const pipeline = this.redis.pipeline();
+      todo.forEach((index, position) => {
+        const input = inputs[index]!;
+        const existing = known[position];
+        const id = existing ?? String(nextId++);
+        queueScript(
+          pipeline,
+          'upsertSubscriber',
+          {
+            byEmail: this.keys.subscriberByEmail,
+            subscriber: this.keys.subscriber(id),
+            list: this.keys.list(input.list),
+            listCounts: this.keys.listCounts(input.list),
+            lists: this.keys.lists,
+          },
+          {
+            emailKey: emailKey(input.email),
+            email: input.email,
+            name: input.name ?? '',
+            attributes: JSON.stringify(input.attributes ?? {}),
+            listName: input.list,
+            now,
+            id,
+            isNew: existing === null ? '1' : '0',
+          },
+        );
+      });
+      const replies = (await pipeline.exec()) ?? [];
+      const retry: number[] = [];
+      replies.forEach(([error, reply], position) => {
+        if (error) throw error;
+        const [outcome, id, created] = reply as [string, string, number];
+        const index = todo[position]!;
+        if (outcome === 'retry') retry.push(index);
+        else results[index] = { id: String(id), created: created === 1 };
+      });
+      todo = retry;
     }
-    const replies = (await pipeline.exec()) ?? [];
-    return replies.map(([error, reply]) => {
-      if (error) throw error;
-      const [id, created] = reply as UpsertReply;
-      return { id: String(id), created: created === 1 };
-    });
+    return results as { id: string; created: boolean }[];
   }
 
   async upsert(input: SubscriberInput): Promise<{ id: string; created: boolean }> {
@@ -117,8 +122,9 @@ export class SubscriberStore {
     return result;
   }
 
+  /** The id of the subscriber with this address, whatever its case. */
   async findIdByEmail(email: string): Promise<string | undefined> {
-    return (await this.redis.hget(this.keys.subscriberByEmail, email)) ?? undefined;
+    return (await this.redis.hget(this.keys.subscriberByEmail, emailKey(email))) ?? undefined;
   }
 
   async getByEmail(email: string): Promise<Subscriber | undefined> {
@@ -126,8 +132,15 @@ export class SubscriberStore {
     return id ? this.get(id) : undefined;
   }
 
+  /** The subscriber, parsed; CorruptRecordError for a record this code can't read. */
   async get(id: string): Promise<Subscriber | undefined> {
-    return toSubscriber(id, await this.redis.hgetall(this.keys.subscriber(id)));
+    const hash = await this.redis.hgetall(this.keys.subscriber(id));
+    if (Object.keys(hash).length === 0) return undefined;
+    const parsed = subscriberHashSchema.safeParse(hash);
+    if (!parsed.success) {
+      throw new CorruptRecordError(`Subscriber ${id} has an unreadable record: ${parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`);
+    }
+    return { id, ...parsed.data };
   }
 
   /** Just the address, which stays readable whatever else is wrong with the record. */
@@ -146,16 +159,24 @@ export class SubscriberStore {
   }
 
   /**
-   * Changes the status only from `expected`, atomically; returns whether it changed. A bounce
-   * recorded by a worker in the meantime is never overwritten by an unsubscribe.
+   * Changes the status along one of STATUS_CHANGES, atomically, keeping every list's counters;
+   * returns the status before and whether it changed. A bounce recorded by a worker in the
+   * meantime is never overwritten by an unsubscribe.
    */
-  async changeStatus(id: string, expected: SubscriberStatus, status: SubscriberStatus): Promise<boolean> {
-    const changed = await (this.redis as unknown as StatusCommand).nlChangeStatus(this.keys.subscriber(id), expected, status, new Date().toISOString());
-    return changed === 1;
-  }
-
-  async setStatus(id: string, status: SubscriberStatus): Promise<void> {
-    await this.redis.hset(this.keys.subscriber(id), 'status', status, 'updatedAt', new Date().toISOString());
+  async changeStatus(id: string, change: StatusChange): Promise<{ changed: boolean; previous: SubscriberStatus | undefined }> {
+    for (let round = 0; ; round += 1) {
+      const lists = await this.redis.smembers(this.keys.lists);
+      const [outcome, previous] = (await runScript(
+        this.redis,
+        'changeStatus',
+        { subscriber: this.keys.subscriber(id), lists: this.keys.lists },
+        { subscriberId: id, fromStatuses: change.from.join(','), toStatus: change.to, now: new Date().toISOString(), listCount: lists.length },
+        lists.flatMap((list) => [this.keys.list(list), this.keys.listCounts(list)]),
+      )) as [string, string];
+      if (outcome === 'retry' && round < MAX_RACE_RETRIES) continue;
+      if (outcome === 'retry') throw new Error(`could not change the status of subscriber ${id}: lists kept changing`);
+      return { changed: outcome === 'changed', previous: previous === '' ? undefined : (previous as SubscriberStatus) };
+    }
   }
 
   /** Members of a list, in id order, strictly after `afterId` (0 for the start). */
@@ -175,51 +196,14 @@ export class SubscriberStore {
     });
   }
 
-  /** Counts a list's members, by status. */
-  async countList(list: string, pageSize = 1000): Promise<{ total: number; byStatus: Record<SubscriberStatus, number> }> {
-    const byStatus = Object.fromEntries(SUBSCRIBER_STATUSES.map((status) => [status, 0])) as Record<SubscriberStatus, number>;
-    let total = 0;
-    for (let afterId = 0; ; ) {
-      const ids = await this.listPage(list, afterId, pageSize);
-      if (ids.length === 0) break;
-      const statuses = await this.statusesOf(ids);
-      for (const status of statuses) {
-        if (status && status in byStatus) byStatus[status as SubscriberStatus] += 1;
-      }
-      total += ids.length;
-      afterId = Number(ids.at(-1));
-    }
+  /** A list's members by status, from the counters the scripts keep: two reads, whatever the list's size. */
+  async countList(list: string): Promise<ListCounts> {
+    const [total, counts] = await Promise.all([this.redis.zcard(this.keys.list(list)), this.redis.hgetall(this.keys.listCounts(list))]);
+    const byStatus = Object.fromEntries(SUBSCRIBER_STATUSES.map((status) => [status, Number(counts[status] ?? 0)])) as Record<SubscriberStatus, number>;
     return { total, byStatus };
   }
 
   async listExists(list: string): Promise<boolean> {
     return (await this.redis.sismember(this.keys.lists, list)) === 1;
   }
-}
-
-interface StatusCommand {
-  nlChangeStatus(key: string, expected: string, status: string, now: string): Promise<number>;
-}
-
-interface UpsertCommand {
-  nlUpsertSubscriber(...args: string[]): void;
-}
-
-function toSubscriber(id: string, hash: Record<string, string>): Subscriber | undefined {
-  if (!hash.email) return undefined;
-  return {
-    id,
-    email: hash.email,
-    name: hash.name ?? '',
-    status: parseStatus(id, hash.status),
-    attributes: JSON.parse(hash.attributes ?? '{}') as Record<string, string>,
-    createdAt: hash.createdAt ?? '',
-    updatedAt: hash.updatedAt ?? '',
-  };
-}
-
-function parseStatus(id: string, status: string | undefined): SubscriberStatus {
-  // A status this code doesn't know must never be read as "active": that would mail a suppressed address.
-  if ((SUBSCRIBER_STATUSES as readonly string[]).includes(status ?? '')) return status as SubscriberStatus;
-  throw new Error(`Subscriber ${id} has an unknown status "${status ?? ''}"`);
 }

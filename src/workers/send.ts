@@ -1,13 +1,14 @@
-import { UnrecoverableError, Worker } from 'bullmq';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config } from '../../config/index.ts';
-import { AcceptedButUnrecordedError } from '../core/classify-failure.ts';
-import { createDeliveryHandler, type DeliveryOutcome } from '../delivery/deliver-job.ts';
+import { createDeliveryHandler, type DeliveryDeps, type DeliveryOutcome } from '../delivery/deliver-job.ts';
+import { AcceptedButUnrecordedError } from '../delivery/job-errors.ts';
+import { withRetries } from '../delivery/retry.ts';
 import { createSmtpTransport } from '../delivery/smtp-transport.ts';
+import type { Logger } from '../logger.ts';
+import { openServices } from '../services.ts';
 import { connectRedis } from '../store/connection.ts';
 import { redisKeys } from '../store/keys.ts';
-import { createSendQueue, SEND_QUEUE_NAME, type SendJobData } from '../store/send-queue.ts';
-import { SendStore } from '../store/send-store.ts';
-import { SubscriberStore } from '../store/subscriber-store.ts';
+import { SEND_QUEUE_NAME, type SendJobData } from '../store/send-queue.ts';
 
 /** A running send worker. */
 export interface SendWorkerHandle {
@@ -20,60 +21,104 @@ export interface SendWorkerHandle {
   close(): Promise<{ handedBack: boolean }>;
 }
 
-/** Starts one send worker in this process: BullMQ worker, pooled SMTP transport, Redis connections. */
-export async function startSendWorker(config: Config): Promise<SendWorkerHandle> {
+/** What tests may replace; production uses the defaults. */
+export interface SendWorkerOptions {
+  readonly logger?: Logger;
+  /** Waits between tries to record an outcome inside a job. */
+  readonly recordRetryDelaysMs?: readonly number[];
+  /** Waits between tries to record the outcome of a job that already ended (stalled, or accepted but unrecorded). */
+  readonly lateRecordRetryDelaysMs?: readonly number[];
+  /** Wraps the stores the handler sees, e.g. to inject a store fault. */
+  readonly wrapDeps?: (deps: DeliveryDeps) => DeliveryDeps;
+}
+
+/** Rides out a Redis failover of a few seconds inside a job. */
+const RECORD_RETRY_DELAYS_MS = [100, 300, 1_000, 3_000] as const;
+/** After a job has ended there is no hurry, and nothing else will record it: keep trying for minutes. */
+const LATE_RECORD_RETRY_DELAYS_MS = [100, 300, 1_000, 3_000, 10_000, 30_000, 60_000, 120_000] as const;
+/** BullMQ's reason for a job whose workers kept dying while they held it. */
+const STALLED_REASON = 'job stalled more than allowable limit';
+
+/**
+ * Starts one send worker in this process: its own services (stores, logger) with auto-pipelining,
+ * a blocking connection for BullMQ, and a pooled SMTP transport.
+ */
+export async function startSendWorker(config: Config, options: SendWorkerOptions = {}): Promise<SendWorkerHandle> {
   // Auto-pipelining batches the per-job reads and writes of concurrent jobs into fewer round trips.
-  const [blocking, store] = await Promise.all([connectRedis(config.redis.url, { blocking: true }), connectRedis(config.redis.url, { autoPipelining: true })]);
+  const services = await openServices(config, { autoPipelining: true, ...(options.logger ? { logger: options.logger } : {}) });
+  const { logger, sends, queue } = services;
+  const blocking = await connectRedis(config.redis.url, { blocking: true, logger });
   const transport = createSmtpTransport(config.smtp);
-  const sends = new SendStore(store, config.redis.prefix);
-  const subscribers = new SubscriberStore(store, config.redis.prefix);
-  const queue = createSendQueue(store, config);
   let pausedUntil = 0;
-  const handler = createDeliveryHandler({
+  const baseDeps: DeliveryDeps = {
     config,
     sends,
-    subscribers,
+    subscribers: services.subscribers,
     transport,
+    logger,
+    recordRetryDelaysMs: options.recordRetryDelaysMs ?? RECORD_RETRY_DELAYS_MS,
     async pauseSending(durationMs, reason) {
-      if (Date.now() >= pausedUntil) console.warn(`SMTP service unavailable (${reason}); holding the queue for ${durationMs} ms`);
+      if (Date.now() >= pausedUntil) logger.warn({ reason, holdMs: durationMs }, 'SMTP service unavailable; holding the queue');
       pausedUntil = Date.now() + durationMs;
       await queue.rateLimit(durationMs);
     },
-  });
+  };
+  const deps = options.wrapDeps ? options.wrapDeps(baseDeps) : baseDeps;
+  const handler = createDeliveryHandler(deps);
 
   const worker = new Worker<SendJobData, DeliveryOutcome>(SEND_QUEUE_NAME, handler, {
     connection: blocking,
     prefix: redisKeys(config.redis.prefix).bullPrefix,
     concurrency: config.send.workerConcurrency,
+    lockDuration: config.send.lockDurationMs,
+    stalledInterval: config.send.lockDurationMs,
+    // The recipient record already stops duplicates, so a job whose workers died may go back to
+    // the queue several times; past that it is recorded as a temporary failure, never a final one.
+    maxStalledCount: config.send.maxStalledCount,
     // No real limit: BullMQ 6 only honours a manual queue.rateLimit() (our hold while the SMTP
     // service is down) in workers that have a limiter, so every worker process gets one.
     limiter: { max: Number.MAX_SAFE_INTEGER, duration: 1_000 },
   });
-  // A worker's own connection errors are logged by BullMQ's 'error' event; without a listener Node would crash.
-  worker.on('error', (error) => console.error(`worker error: ${error.message}`));
+  // BullMQ duplicates the blocking connection; without these, a Redis restart prints raw stacks.
+  worker.on('error', (error) => logger.error({ err: error }, 'worker error'));
+
   /** Outcome writes still under way; close() waits for them before it disconnects. */
   const pendingRecords = new Set<Promise<unknown>>();
-  // The handler records failures it sees itself. This catches the rest (an error before its try, a
-  // Redis hiccup on the last attempt), so a send still completes and shows who failed. Recording is
-  // a no-op for a recipient already in a final state.
-  worker.on('failed', (job, error) => {
-    if (!job || (job.attemptsMade < (job.opts.attempts ?? 1) && !(error instanceof UnrecoverableError))) return;
+  const lateDelays = options.lateRecordRetryDelaysMs ?? LATE_RECORD_RETRY_DELAYS_MS;
+  // The handler records what it sees itself. This records what ends outside it: a job whose
+  // workers kept dying (BullMQ fails it without running the handler), an acceptance that couldn't
+  // be recorded in time, an error before the handler's own recording. Recording is a no-op for a
+  // recipient already in a final state, so an accepted recipient is never counted as failed.
+  worker.on('failed', (job: Job<SendJobData> | undefined, error: Error) => {
+    if (!job) return;
+    const stalled = error.message === STALLED_REASON;
+    const final = stalled || error instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
+    if (!final) return;
     const { sendId, subscriberId } = job.data;
-    const recorded =
-      error instanceof AcceptedButUnrecordedError
-        ? sends.markRecipient(sendId, subscriberId, 'accepted')
-        : sends.markRecipient(sendId, subscriberId, 'failed', {
-            at: new Date().toISOString(),
-            permanent: error instanceof UnrecoverableError,
-            code: 'EJOB',
-            response: error.message,
-            attempts: job.attemptsMade,
-          });
+    const log = logger.child({ sendId, subscriberId, jobId: job.id });
+    const recorded = withRetries(
+      () =>
+        error instanceof AcceptedButUnrecordedError
+          ? sends.markRecipient(sendId, subscriberId, 'accepted')
+          : sends.markRecipient(sendId, subscriberId, 'failed', {
+              at: new Date().toISOString(),
+              permanent: !stalled && error instanceof UnrecoverableError,
+              code: stalled ? 'ESTALLED' : 'EJOB',
+              response: error.message,
+              attempts: job.attemptsMade,
+            }),
+      lateDelays,
+    ).then(
+      (changed) => {
+        if (changed) log.warn({ outcome: error instanceof AcceptedButUnrecordedError ? 'accepted' : 'failed', stalled, reason: error.message }, 'recorded the outcome of a job that ended outside its handler');
+      },
+      (recordError: unknown) =>
+        log.error({ err: recordError }, 'could not record the outcome of a failed job; the recipient stays queued: `newsletter send <issue> --retry-failed` requeues it'),
+    );
     pendingRecords.add(recorded);
-    recorded
-      .catch((recordError: unknown) => console.error(`could not record the outcome of job ${job.id}: ${(recordError as Error).message}`))
-      .finally(() => pendingRecords.delete(recorded));
+    void recorded.finally(() => pendingRecords.delete(recorded));
   });
+
   let closing: Promise<{ handedBack: boolean }> | undefined;
   return {
     worker,
@@ -87,9 +132,8 @@ export async function startSendWorker(config: Config): Promise<SendWorkerHandle>
         clearTimeout(timer);
         if (outcome === 'timeout') await worker.close(true);
         await Promise.allSettled(pendingRecords);
-        await queue.close();
         transport.close();
-        store.disconnect();
+        await services.close();
         blocking.disconnect();
         return { handedBack: outcome === 'timeout' };
       })();

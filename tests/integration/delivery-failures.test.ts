@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { sendStatusReport } from '../../src/app/send-report.ts';
+import { describeSendStatus, sendStatusReport } from '../../src/app/send-report.ts';
+import { redisKeys } from '../../src/store/keys.ts';
+import { waitFor, withFault } from '../support/faults.ts';
 import { retryFailedRecipients } from '../../src/app/start-send.ts';
 import { createHarness, seedSubscribers } from '../support/harness.ts';
 
@@ -14,7 +16,7 @@ describe('delivery failures', () => {
         return { responseCode: 550, message: '5.1.1 User unknown' };
       },
     });
-    const { services, config } = harness;
+    const { services } = harness;
     await seedSubscribers(services, 3);
     await harness.startWorker();
     const { sendId } = await harness.send('vol-138');
@@ -22,7 +24,7 @@ describe('delivery failures', () => {
 
     expect(record).toMatchObject({ state: 'sent-with-failures', total: 3, accepted: 2, failed: 1, pending: 0 });
     expect(rcptAttempts).toBe(1); // permanent: no retry
-    const report = await sendStatusReport(config, services, 'vol-138', 'weekly');
+    const report = await sendStatusReport(services, 'vol-138', 'weekly');
     expect(report.failures).toEqual([
       expect.objectContaining({ email: 'reader2@example.org', permanent: true, responseCode: 550, attempts: 1, response: expect.stringContaining('5.1.1') }),
     ]);
@@ -48,34 +50,110 @@ describe('delivery failures', () => {
     expect((await services.subscribers.get('1'))?.status).toBe('active');
   });
 
-  it('never sends twice when recording the acceptance fails for a moment after the 250', async () => {
-    let sendId = '';
-    let sabotaged = false;
-    const harness = await createHarness('unrecorded', {
-      acceptDelayMs: 200,
-      onMessage: () => {
-        if (sabotaged) return;
-        sabotaged = true;
-        // While the server holds its 250, the recipient record becomes unreadable for 700 ms.
-        const key = `${harness.config.redis.prefix}:send:${sendId}:recipients`;
-        void (async () => {
-          const saved = await harness.services.redis.hgetall(key);
-          await harness.services.redis.multi().del(key).set(key, 'not a hash').exec();
-          setTimeout(() => void harness.services.redis.multi().del(key).hset(key, saved).exec(), 700);
-        })();
+  it('never sends twice when recording the acceptance keeps failing after the 250: the job ends, and the acceptance is recorded later', async () => {
+    const harness = await createHarness('unrecorded');
+    const { services } = harness;
+    await seedSubscribers(services, 1);
+    const { sendId } = await harness.send('vol-138');
+    let refusedRecords = 0;
+    // An injected store fault: every try the handler makes to record this acceptance fails.
+    await harness.startWorker({
+      recordRetryDelaysMs: [1, 1],
+      wrapDeps: (deps) => ({
+        ...deps,
+        sends: withFault(deps.sends, 'markRecipient', (_sendId, _subscriberId, state) => {
+          if (state !== 'accepted') return;
+          refusedRecords += 1;
+          throw new Error('injected: Redis refused the write');
+        }),
+      }),
+    });
+    const record = await harness.waitForSend(sendId);
+    expect(refusedRecords).toBe(3); // the first try and both retries failed
+    expect(record).toMatchObject({ state: 'sent', accepted: 1, failed: 0 });
+    // The job was failed on purpose, so BullMQ never runs it (and never sends it) again.
+    const [failedJob] = await services.queue.getFailed();
+    expect(failedJob?.failedReason).toContain('accepted by the SMTP server, but recording it failed');
+    expect(failedJob?.attemptsMade).toBe(1);
+    expect(await services.queue.getJobCounts('waiting', 'delayed', 'active')).toEqual({ waiting: 0, delayed: 0, active: 0 });
+    expect(harness.received).toHaveLength(1);
+  });
+
+  it('puts the job back, rather than leaving the recipient queued with no job, when a failure cannot be recorded', async () => {
+    let rcptAttempts = 0;
+    const harness = await createHarness('unrecorded-failure', {
+      rejectRecipient: () => {
+        rcptAttempts += 1;
+        return { responseCode: 550, message: '5.1.1 User unknown' };
       },
     });
     const { services } = harness;
     await seedSubscribers(services, 1);
-    sendId = (await harness.send('vol-138')).sendId;
-    await harness.startWorker();
-    while (harness.received.length === 0) await new Promise((resolve) => setTimeout(resolve, 20));
-    await new Promise((resolve) => setTimeout(resolve, 1_000)); // the record is readable again
+    const { sendId } = await harness.send('vol-138');
+    let refusedRecords = 0;
+    await harness.startWorker({
+      recordRetryDelaysMs: [1, 1],
+      wrapDeps: (deps) => ({
+        ...deps,
+        sends: withFault(deps.sends, 'markRecipient', (_sendId, _subscriberId, state) => {
+          if (state !== 'failed' || refusedRecords >= 4) return;
+          refusedRecords += 1;
+          throw new Error('injected: Redis refused the write');
+        }),
+      }),
+    });
     const record = await harness.waitForSend(sendId);
-    expect(sabotaged).toBe(true);
-    expect(record).toMatchObject({ state: 'sent', accepted: 1, failed: 0 });
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(harness.received).toHaveLength(1);
+    expect(refusedRecords).toBe(4); // three tries in the first run, one in the second
+    expect(record).toMatchObject({ state: 'sent-with-failures', failed: 1, pending: 0 });
+    expect(rcptAttempts).toBe(2); // the job came back once, and was not counted as a retry
+    const report = await sendStatusReport(services, 'vol-138', 'weekly');
+    expect(report.failures).toEqual([expect.objectContaining({ permanent: true, responseCode: 550, attempts: 1 })]);
+  });
+
+  it('fails a recipient whose message cannot be composed with its own reason, without trying SMTP or retrying', async () => {
+    const harness = await createHarness('compose');
+    const { services } = harness;
+    await seedSubscribers(services, 2);
+    const { sendId } = await harness.send('vol-138');
+    await harness.startWorker({
+      wrapDeps: (deps) => ({
+        ...deps,
+        // A subscriber whose name can't be read when the message is composed: composing throws
+        // before any SMTP exchange.
+        subscribers: withFault(deps.subscribers, 'get', () => undefined, (subscriber) =>
+          subscriber?.id === '2'
+            ? Object.defineProperty({ ...subscriber }, 'name', {
+                get: () => {
+                  throw new Error('injected: unencodable name');
+                },
+              })
+            : subscriber,
+        ),
+      }),
+    });
+    const record = await harness.waitForSend(sendId);
+    expect(record).toMatchObject({ state: 'sent-with-failures', accepted: 1, failed: 1 });
+    const report = await sendStatusReport(services, 'vol-138', 'weekly');
+    expect(report.failures).toEqual([expect.objectContaining({ subscriberId: '2', code: 'ECOMPOSE', permanent: true, attempts: 1, response: expect.stringContaining('injected: unencodable name') })]);
+    expect(harness.received.map((message) => message.recipients[0])).toEqual(['reader1@example.org']);
+  });
+
+  it('tells a stuck send from a running one, and --retry-failed gives its orphaned recipients a job again', async () => {
+    const harness = await createHarness('stuck');
+    const { services } = harness;
+    await seedSubscribers(services, 3);
+    const { sendId } = await harness.send('vol-138');
+    expect((await sendStatusReport(services, 'vol-138', 'weekly')).stuck).toBe(false); // queued, with jobs
+    // The job of recipient 2 is lost (as when a worker dies and its last record can't be written).
+    await services.queue.remove(`${sendId}.2`);
+    await harness.startWorker();
+    await waitFor(async () => (await services.sends.get(sendId))?.accepted === 2, 10_000, 'the other two recipients to be accepted');
+    const stuck = await sendStatusReport(services, 'vol-138', 'weekly');
+    expect(stuck).toMatchObject({ state: 'sending', pending: 1, stuck: true });
+    expect(describeSendStatus(stuck)).toContain('STUCK');
+    expect(await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' })).toEqual({ sendId, requeued: 0, repaired: 1 });
+    expect(await harness.waitForSend(sendId)).toMatchObject({ state: 'sent', accepted: 3 });
+    expect(harness.received.map((message) => message.recipients[0]).sort()).toEqual(['reader1@example.org', 'reader2@example.org', 'reader3@example.org']);
   });
 
   it('retries a temporary 451 with backoff and then delivers once', async () => {
@@ -108,13 +186,13 @@ describe('delivery failures', () => {
         return undefined;
       },
     });
-    const { services, config } = harness;
+    const { services } = harness;
     await seedSubscribers(services, 3);
     await harness.startWorker();
     const { sendId } = await harness.send('vol-138');
     const record = await harness.waitForSend(sendId);
     expect(record).toMatchObject({ state: 'sent-with-failures', accepted: 1, failed: 2 });
-    const report = await sendStatusReport(config, services, 'vol-138', 'weekly');
+    const report = await sendStatusReport(services, 'vol-138', 'weekly');
     expect(report.failures).toEqual(
       expect.arrayContaining([expect.objectContaining({ email: 'reader1@example.org', permanent: false, attempts: 3, responseCode: 451 })]),
     );
@@ -125,12 +203,12 @@ describe('delivery failures', () => {
     // running it again finishes that round instead of leaving the send pending forever.
     await services.sends.requeueTemporaryFailures(sendId);
     expect(await services.sends.get(sendId)).toMatchObject({ state: 'sending', pending: 1 });
-    const retried = await retryFailedRecipients({ config, ...services }, { issueId: 'vol-138', list: 'weekly' });
-    expect(retried).toEqual({ sendId, requeued: 1 });
+    const retried = await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' });
+    expect(retried).toEqual({ sendId, requeued: 1, repaired: 0 });
     const after = await harness.waitForSend(sendId);
     expect(after).toMatchObject({ state: 'sent-with-failures', total: 3, accepted: 2, failed: 1, pending: 0 });
     expect(harness.received.map((message) => message.recipients[0]).sort()).toEqual(['reader1@example.org', 'reader2@example.org']);
-    expect(await retryFailedRecipients({ config, ...services }, { issueId: 'vol-138', list: 'weekly' })).toEqual({ sendId, requeued: 0 });
+    expect(await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' })).toEqual({ sendId, requeued: 0, repaired: 0 });
   });
 
   it('holds the send while the SMTP server refuses connections, without spending attempts, and delivers when it is back', async () => {
@@ -170,7 +248,7 @@ describe('delivery failures', () => {
     const { sendId } = await harness.send('vol-138');
     const record = await harness.waitForSend(sendId);
     expect(record).toMatchObject({ state: 'sent-with-failures', accepted: 2, failed: 1 });
-    expect((await sendStatusReport(harness.config, services, 'vol-138', 'weekly')).failures).toEqual([
+    expect((await sendStatusReport(services, 'vol-138', 'weekly')).failures).toEqual([
       expect.objectContaining({ email: 'reader2@example.org', permanent: false, attempts: 2, code: 'ECONNECTION' }),
     ]);
     // Two attempts; nodemailer's pool itself tries a message once more on a dropped connection.
@@ -184,12 +262,12 @@ describe('delivery failures', () => {
     const [, second] = await seedSubscribers(services, 2);
     const { sendId } = await harness.send('vol-138');
     // A subscriber record this code can't read: never mailed, and reported rather than stuck "pending".
-    await services.redis.hset(`${config.redis.prefix}:sub:${second!.id}`, 'status', 'mystery');
+    await services.redis.hset(redisKeys(config.redis.prefix).subscriber(second!.id), 'status', 'mystery');
     await harness.startWorker();
     const record = await harness.waitForSend(sendId);
     expect(record).toMatchObject({ state: 'sent-with-failures', accepted: 1, failed: 1, pending: 0 });
-    const report = await sendStatusReport(config, services, 'vol-138', 'weekly');
-    expect(report.failures[0]).toMatchObject({ subscriberId: second!.id, code: 'EJOB', response: expect.stringContaining('unknown status "mystery"') });
+    const report = await sendStatusReport(services, 'vol-138', 'weekly');
+    expect(report.failures[0]).toMatchObject({ subscriberId: second!.id, code: 'ERECORD', response: expect.stringContaining('unknown status "mystery"') });
     expect(harness.received.map((message) => message.recipients[0])).toEqual(['reader1@example.org']);
   });
 });

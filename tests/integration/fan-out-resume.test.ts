@@ -1,10 +1,11 @@
 import type { Queue } from 'bullmq';
+import { STATUS_CHANGES } from '../../src/core/subscriber.ts';
 import { describe, expect, it } from 'vitest';
 import { loadIssue } from '../../src/content/load-issue.ts';
 import { compileIssue } from '../../src/render/compile-issue.ts';
 import { fanOut } from '../../src/app/fan-out.ts';
 import type { SendJobData } from '../../src/store/send-queue.ts';
-import { compileContextFor } from '../../src/app/start-send.ts';
+import { compileContextFor } from '../../src/render/compile-issue.ts';
 import { createHarness, seedSubscribers } from '../support/harness.ts';
 
 
@@ -34,7 +35,7 @@ describe('a fan-out interrupted by a crash', () => {
     expect(await services.queue.count()).toBe(500);
 
     // One of them unsubscribes before the editor notices and runs `send` again.
-    await services.subscribers.setStatus('700', 'unsubscribed');
+    await services.subscribers.changeStatus('700', STATUS_CHANGES.unsubscribe);
     // Workers already deliver the first chunk while the send is half queued.
     await harness.startWorker();
 

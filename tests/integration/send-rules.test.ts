@@ -1,4 +1,5 @@
 import { simpleParser } from 'mailparser';
+import { STATUS_CHANGES } from '../../src/core/subscriber.ts';
 import { describe, expect, it } from 'vitest';
 import { createHarness, seedSubscribers } from '../support/harness.ts';
 
@@ -46,7 +47,7 @@ describe('what send refuses', () => {
     const { services } = harness;
     const [first] = await seedSubscribers(services, 3);
     const { sendId } = await harness.send('vol-138');
-    await services.subscribers.setStatus(first!.id, 'unsubscribed');
+    await services.subscribers.changeStatus(first!.id, STATUS_CHANGES.unsubscribe);
     await harness.startWorker();
     const record = await harness.waitForSend(sendId);
     expect(record).toMatchObject({ state: 'sent', total: 3, accepted: 2, skipped: 1 });

@@ -58,7 +58,7 @@ describe('sending vol-138 to 200 subscribers', () => {
       expect(mail!.text).toContain(`Unsubscribe: ${listUnsubscribe.url}`);
     }
 
-    const report = await sendStatusReport(config, services, 'vol-138', 'weekly');
+    const report = await sendStatusReport(services, 'vol-138', 'weekly');
     expect(report).toMatchObject({ sendId, state: 'sent', total: 200, accepted: 200, failed: 0, pending: 0, failures: [] });
   });
 });

@@ -4,7 +4,7 @@ import { startSmtpSink, type SmtpRejection, type SmtpSink } from '../../src/dev/
 import { openServices, type Services } from '../../src/services.ts';
 import type { SendRecord } from '../../src/store/send-store.ts';
 import { startSend, type StartSendResult } from '../../src/app/start-send.ts';
-import { startSendWorker, type SendWorkerHandle } from '../../src/workers/send.ts';
+import { startSendWorker, type SendWorkerHandle, type SendWorkerOptions } from '../../src/workers/send.ts';
 import { testConfig } from './test-config.ts';
 
 /** One message as the SMTP server received it. */
@@ -19,7 +19,7 @@ export interface Harness {
   readonly sink: SmtpSink;
   readonly services: Services;
   readonly received: ReceivedMessage[];
-  startWorker(): Promise<SendWorkerHandle>;
+  startWorker(options?: SendWorkerOptions): Promise<SendWorkerHandle>;
   /** `newsletter send <issue>` to the weekly list. */
   send(issueId?: string, options?: { resend?: boolean }): Promise<StartSendResult>;
   /** Waits until the send is sent or sent-with-failures. */
@@ -59,13 +59,13 @@ export async function createHarness(
     sink,
     services,
     received,
-    async startWorker() {
-      const worker = await startSendWorker(config);
+    async startWorker(workerOptions = {}) {
+      const worker = await startSendWorker(config, { recordRetryDelaysMs: [5, 10, 20], lateRecordRetryDelaysMs: [5, 10, 20, 50], ...workerOptions });
       workers.push(worker);
       return worker;
     },
     send(issueId = 'vol-138', sendOptions = {}) {
-      return startSend({ config, ...services }, { issueId, list: 'weekly', resend: sendOptions.resend ?? false });
+      return startSend(services, { issueId, list: 'weekly', resend: sendOptions.resend ?? false });
     },
     async waitForSend(sendId, timeoutMs = 30_000) {
       const deadline = Date.now() + timeoutMs;

@@ -18,6 +18,8 @@ export function testConfig(label: string, overrides: Record<string, string> = {}
     APP_SECRET: 'test-secret-0123456789abcdef0123456789abcdef',
     SEND_BACKOFF_MS: '50',
     WORKER_SHUTDOWN_TIMEOUT_MS: '5000',
+    // Tests that look at the log set their own level.
+    LOG_LEVEL: 'silent',
     ...overrides,
   });
 }

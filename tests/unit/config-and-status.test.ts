@@ -40,13 +40,13 @@ describe('config', () => {
 });
 
 describe('computeSendStatus', () => {
-  const facts = { total: 10, accepted: 0, failed: 0, skipped: 0, fanOutDone: true };
+  const facts = { total: 10, accepted: 0, failed: 0, skipped: 0, fanOutDone: true, finished: false };
   it.each([
     [{ ...facts, fanOutDone: false }, 'preparing', 10],
     [facts, 'queued', 10],
     [{ ...facts, accepted: 4, failed: 1 }, 'sending', 5],
-    [{ ...facts, accepted: 9, skipped: 1 }, 'sent', 0],
-    [{ ...facts, accepted: 8, failed: 2 }, 'sent-with-failures', 0],
+    [{ ...facts, accepted: 9, skipped: 1, finished: true }, 'sent', 0],
+    [{ ...facts, accepted: 8, failed: 2, finished: true }, 'sent-with-failures', 0],
   ])('%j is %s with %d pending', (input, state, pending) => {
     expect(computeSendStatus(input)).toMatchObject({ state, pending });
   });

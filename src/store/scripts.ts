@@ -1,0 +1,95 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ChainableCommander, Redis } from 'ioredis';
+
+/** Where the .lua files are: one script each, with a header naming its KEYS and ARGV. */
+const SCRIPTS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'scripts');
+
+interface ScriptSpec {
+  readonly file: string;
+  /** The names of KEYS[1..n], as the script's header lists them. */
+  readonly keys: readonly string[];
+  readonly argv: readonly string[];
+  /** Takes more keys after the named ones (the header ends its KEYS line with "..."). */
+  readonly variadicKeys?: boolean;
+}
+
+/**
+ * Every Lua script of the store. The names here must match each file's `-- KEYS:` and `-- ARGV:`
+ * header (checked when the scripts load), so the call sites below name every key and argument.
+ */
+export const SCRIPTS = {
+  createSend: {
+    file: 'create-send.lua',
+    keys: ['listSends', 'issueSends', 'send', 'artifact'],
+    argv: ['expectedCount', 'sendId', 'issueId', 'list', 'resend', 'now', 'artifact', 'contentHash'],
+  },
+  markRecipient: { file: 'mark-recipient.lua', keys: ['send', 'recipients', 'failures'], argv: ['subscriberId', 'state', 'now', 'failure'] },
+  fanOutDone: { file: 'fan-out-done.lua', keys: ['send', 'recipients'], argv: ['now'] },
+  requeueFailed: { file: 'requeue-failed.lua', keys: ['send', 'recipients', 'failures', 'pending'], argv: [] },
+  upsertSubscriber: {
+    file: 'upsert-subscriber.lua',
+    keys: ['byEmail', 'subscriber', 'list', 'listCounts', 'lists'],
+    argv: ['emailKey', 'email', 'name', 'attributes', 'listName', 'now', 'id', 'isNew'],
+  },
+  changeStatus: {
+    file: 'change-status.lua',
+    keys: ['subscriber', 'lists'],
+    argv: ['subscriberId', 'fromStatuses', 'toStatus', 'now', 'listCount'],
+    variadicKeys: true,
+  },
+} as const satisfies Record<string, ScriptSpec>;
+
+/** One of SCRIPTS. */
+export type ScriptName = keyof typeof SCRIPTS;
+type KeysOf<N extends ScriptName> = Readonly<Record<(typeof SCRIPTS)[N]['keys'][number], string>>;
+type ArgsOf<N extends ScriptName> = Readonly<Record<(typeof SCRIPTS)[N]['argv'][number], string | number>>;
+
+const commandName = (name: ScriptName) => `nl_${name}`;
+
+/** Reads a script, checks its header against its spec, and puts the library functions it uses in front. */
+function loadSource(name: ScriptName): string {
+  const spec: ScriptSpec = SCRIPTS[name];
+  const source = readFileSync(path.join(SCRIPTS_DIR, spec.file), 'utf8');
+  const header = (label: string) => source.match(new RegExp(`^-- ${label}:(.*)$`, 'm'))?.[1]?.trim() ?? '';
+  const names = (line: string) => line.replace(/\(.*$/, '').replace('(none)', '').split(/\s+/).filter(Boolean);
+  const keysLine = header('KEYS');
+  const problems: string[] = [];
+  if (names(keysLine).join(' ') !== spec.keys.join(' ')) problems.push(`KEYS header "${keysLine}" ≠ ${spec.keys.join(' ')}`);
+  if (keysLine.endsWith('...') !== (spec.variadicKeys ?? false)) problems.push('variadic KEYS mismatch');
+  if (names(header('ARGV')).join(' ') !== spec.argv.join(' ')) problems.push(`ARGV header "${header('ARGV')}" ≠ ${spec.argv.join(' ')}`);
+  if (problems.length > 0) throw new Error(`Redis script ${spec.file}: ${problems.join('; ')}`);
+  const libraries = names(header('USES')).map((lib) => readFileSync(path.join(SCRIPTS_DIR, 'lib', `${lib}.lua`), 'utf8'));
+  return [...libraries, source].join('\n');
+}
+
+const SOURCES = new Map((Object.keys(SCRIPTS) as ScriptName[]).map((name) => [name, loadSource(name)]));
+
+/** Makes every script callable on this connection (and its pipelines); once per connection. */
+export function defineScripts(redis: Redis): void {
+  for (const [name, lua] of SOURCES) {
+    if (!(commandName(name) in redis)) redis.defineCommand(commandName(name), { lua });
+  }
+}
+
+function argumentsOf<N extends ScriptName>(name: N, keys: KeysOf<N>, args: ArgsOf<N>, extraKeys: readonly string[]): (string | number)[] {
+  const spec: ScriptSpec = SCRIPTS[name];
+  const keyList = [...spec.keys.map((key) => (keys as Record<string, string>)[key] as string), ...extraKeys];
+  return [keyList.length, ...keyList, ...spec.argv.map((arg) => (args as Record<string, string | number>)[arg] as string | number)];
+}
+
+type ScriptCommand = (...args: (string | number)[]) => Promise<unknown>;
+
+/** Runs a script; `extraKeys` go after the named keys of a variadic script. */
+export function runScript<N extends ScriptName>(redis: Redis, name: N, keys: KeysOf<N>, args: ArgsOf<N>, extraKeys: readonly string[] = []): Promise<unknown> {
+  defineScripts(redis);
+  const command = (redis as unknown as Record<string, ScriptCommand>)[commandName(name)] as ScriptCommand;
+  return command.apply(redis, argumentsOf(name, keys, args, extraKeys));
+}
+
+/** Adds a script call to a pipeline (whose connection ran defineScripts). */
+export function queueScript<N extends ScriptName>(pipeline: ChainableCommander, name: N, keys: KeysOf<N>, args: ArgsOf<N>): void {
+  const command = (pipeline as unknown as Record<string, ScriptCommand>)[commandName(name)] as ScriptCommand;
+  void command.apply(pipeline, argumentsOf(name, keys, args, []));
+}

@@ -1,0 +1,16 @@
+-- mark-recipient: moves one recipient from 'queued' to a final state and counts it, once. A
+-- duplicate job, a retry after a crash, or a second worker finds the state already final and
+-- changes nothing; so an accepted recipient is never counted as failed.
+-- USES: finish-if-done
+-- KEYS: send recipients failures
+-- ARGV: subscriberId state now failure
+-- Returns the state before: 'queued' when this call changed it.
+local sendKey, recipientsKey, failuresKey = KEYS[1], KEYS[2], KEYS[3]
+local subscriberId, state, now, failure = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local current = redis.call('HGET', recipientsKey, subscriberId)
+if current ~= 'queued' then return current or 'unknown' end
+redis.call('HSET', recipientsKey, subscriberId, state)
+redis.call('HINCRBY', sendKey, state, 1)
+if failure ~= '' then redis.call('HSET', failuresKey, subscriberId, failure) end
+finishIfDone(sendKey, recipientsKey, now)
+return 'queued'

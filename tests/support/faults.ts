@@ -1,0 +1,32 @@
+/**
+ * Wraps one async method of a store so a test can make it fail on purpose (`fault` throws) or
+ * change what it returns (`transform`); everything else passes through to the real store.
+ */
+export function withFault<T extends object, K extends keyof T>(
+  target: T,
+  method: K,
+  fault: (...args: T[K] extends (...args: infer A) => unknown ? A : never) => void,
+  transform?: (result: T[K] extends (...args: never[]) => Promise<infer R> ? R : never) => unknown,
+): T {
+  return new Proxy(target, {
+    get(object, property, receiver) {
+      const value: unknown = Reflect.get(object, property, receiver);
+      if (typeof value !== 'function') return value;
+      if (property !== method) return value.bind(object);
+      return async (...args: never[]) => {
+        fault(...(args as unknown as Parameters<typeof fault>));
+        const result: unknown = await (value as (...a: never[]) => Promise<unknown>).apply(object, args);
+        return transform ? transform(result as Parameters<typeof transform>[0]) : result;
+      };
+    },
+  });
+}
+
+/** Waits until `condition` holds, checking every 20 ms, or fails after `timeoutMs` naming what it waited for. */
+export async function waitFor(condition: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
