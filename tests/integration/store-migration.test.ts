@@ -1,0 +1,80 @@
+import { Redis } from 'ioredis';
+import { describe, expect, inject, it, onTestFinished } from 'vitest';
+import { sendStatusReport } from '../../src/app/send-report.ts';
+import { loadIssue } from '../../src/content/load-issue.ts';
+import { compileContextFor, compileIssue } from '../../src/render/compile-issue.ts';
+import { openServices } from '../../src/services.ts';
+import { testConfig } from '../support/test-config.ts';
+
+/** Writes data the way the first release stored it (key layout 1): before hash tags and case-insensitive addresses. */
+async function writeLayoutOne(redis: Redis, prefix: string): Promise<void> {
+  const config = testConfig('layout-one');
+  const compiled = await compileIssue(await loadIssue(config.issuesDir, 'vol-138'), compileContextFor(config, 'weekly'));
+  const now = '2026-11-01T08:00:00.000Z';
+  await redis
+    .multi()
+    .set(`${prefix}:sub:seq`, '3')
+    // Layout 1 kept the local part's case, so one person could be two subscribers.
+    .hset(`${prefix}:sub:by-email`, { 'reader5@example.com': '1', 'READER5@example.com': '2', 'ada@example.org': '3' })
+    .hset(`${prefix}:sub:1`, { email: 'reader5@example.com', name: 'Reader Five', status: 'active', attributes: '{"team":"ir"}', createdAt: now, updatedAt: now })
+    .hset(`${prefix}:sub:2`, { email: 'READER5@example.com', name: 'R5', status: 'unsubscribed', attributes: '{}', createdAt: now, updatedAt: now })
+    .hset(`${prefix}:sub:3`, { email: 'ada@example.org', name: 'Ada', status: 'active', attributes: '{}', createdAt: now, updatedAt: now })
+    .sadd(`${prefix}:lists`, 'weekly')
+    .zadd(`${prefix}:list:weekly`, 1, '1', 2, '2', 3, '3')
+    .rpush(`${prefix}:issue:vol-138:sends`, 'vol-138.weekly.1')
+    .rpush(`${prefix}:issue:vol-138:sends:weekly`, 'vol-138.weekly.1')
+    .hset(`${prefix}:send:vol-138.weekly.1`, {
+      id: 'vol-138.weekly.1',
+      issueId: 'vol-138',
+      list: 'weekly',
+      createdAt: now,
+      fanOutCursor: '3',
+      accepted: '2',
+      failed: '0',
+      skipped: '0',
+      contentHash: compiled.contentHash,
+      fanOutDoneAt: now,
+      finishedAt: now,
+    })
+    .set(`${prefix}:send:vol-138.weekly.1:artifact`, JSON.stringify(compiled))
+    .hset(`${prefix}:send:vol-138.weekly.1:recipients`, { '1': 'accepted', '3': 'accepted' })
+    .exec();
+}
+
+describe('data stored by the first release', () => {
+  it('is migrated once to the new key layout: one subscriber per address in any case, the strongest suppression kept, sends readable', async () => {
+    const config = testConfig('migrate');
+    const prefix = config.redis.prefix;
+    const redis = new Redis(inject('redisUrl'));
+    onTestFinished(() => void redis.disconnect());
+    await writeLayoutOne(redis, prefix);
+
+    const services = await openServices(config);
+    onTestFinished(() => services.close());
+    const { subscribers, sends } = services;
+
+    // One person, one subscriber: the oldest record, reached by the address in any case.
+    for (const address of ['reader5@example.com', 'READER5@EXAMPLE.COM', 'Reader5@Example.com']) expect(await subscribers.findIdByEmail(address)).toBe('1');
+    // The duplicate had unsubscribed: merging never weakens a suppression.
+    expect(await subscribers.get('1')).toMatchObject({ email: 'reader5@example.com', status: 'unsubscribed', attributes: { team: 'ir' } });
+    expect(await subscribers.get('2')).toBeUndefined();
+    expect(await subscribers.listsOf('1')).toEqual(['weekly']);
+    expect(await subscribers.countList('weekly')).toEqual({ total: 2, byStatus: { active: 1, unsubscribed: 1, bounced: 0, complained: 0 } });
+
+    // The send, its compiled issue and its recipients moved with it.
+    expect(await sends.get('vol-138.weekly.1')).toMatchObject({ state: 'sent', total: 2, accepted: 2, failed: 0 });
+    expect((await sends.loadCompiled('vol-138.weekly.1'))?.issueId).toBe('vol-138');
+    expect(await sendStatusReport(services, 'vol-138', 'weekly')).toMatchObject({ sendId: 'vol-138.weekly.1', state: 'sent', stuck: false });
+    expect((await sends.sentIssues()).map((issue) => issue.issueId)).toEqual(['vol-138']);
+
+    // Nothing is left under the old names, and a new subscriber gets a fresh id.
+    expect(await redis.exists(`${prefix}:sub:by-email`, `${prefix}:sub:1`, `${prefix}:lists`, `${prefix}:send:vol-138.weekly.1`, `${prefix}:issue:vol-138:sends`)).toBe(0);
+    expect(await subscribers.upsert({ email: 'grace@example.org', list: 'weekly' })).toMatchObject({ created: true });
+    expect(Number(await subscribers.findIdByEmail('grace@example.org'))).toBeGreaterThan(3);
+
+    // Opening again changes nothing.
+    const again = await openServices(config);
+    await again.close();
+    expect(await subscribers.countList('weekly')).toEqual({ total: 3, byStatus: { active: 2, unsubscribed: 1, bounced: 0, complained: 0 } });
+  });
+});
