@@ -10,7 +10,8 @@ export function uniquePrefix(label: string): string {
 /** A valid config for tests, on the run's private Redis and a prefix of its own. */
 export function testConfig(label: string, overrides: Record<string, string> = {}): Config {
   return parseConfig({
-    REDIS_URL: inject('redisUrl'),
+    // Unit tests run without the private Redis; they parse a config but never connect.
+    REDIS_URL: inject('redisUrl') ?? 'redis://127.0.0.1:1',
     REDIS_PREFIX: uniquePrefix(label),
     SMTP_URL: 'smtp://127.0.0.1:1',
     MAIL_FROM: 'IR Research Weekly <weekly@example.org>',
