@@ -28,6 +28,7 @@ const MAX_NAME_LENGTH = 120;
  */
 export function cleanDisplayName(input: string | undefined): string {
   if (!input) return '';
+  // oxlint-disable-next-line no-control-regex -- control characters are exactly what this removes
   return input.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, ' ').replace(/\s+/g, ' ').trim().slice(0, MAX_NAME_LENGTH);
 }
 

@@ -13,7 +13,7 @@ import { defineScripts, queueScript, runScript } from './scripts.ts';
 const subscriberHashSchema = z.object({
   email: z.string().min(3),
   name: z.string().default(''),
-  status: z.enum(SUBSCRIBER_STATUSES, { error: (issue) => `unknown status "${String(issue.input ?? '')}"` }),
+  status: z.enum(SUBSCRIBER_STATUSES, { error: (issue) => `unknown status ${JSON.stringify(issue.input ?? '')}` }),
   attributes: z
     .string()
     .default('{}')
@@ -67,7 +67,7 @@ export class SubscriberStore {
    * parallel import (or an earlier row of the same batch with the same address) is looked up again.
    */
   async upsertMany(inputs: readonly SubscriberInput[]): Promise<{ id: string; created: boolean }[]> {
-    const results: ({ id: string; created: boolean } | undefined)[] = new Array(inputs.length).fill(undefined);
+    const results: ({ id: string; created: boolean } | undefined)[] = Array.from({ length: inputs.length }, () => undefined);
     let todo = inputs.map((_, index) => index);
     for (let round = 0; todo.length > 0; round += 1) {
       if (round > MAX_RACE_RETRIES) throw new Error(`could not store ${todo.length} subscribers: parallel writers kept changing them`);

@@ -153,7 +153,7 @@ describe('delivery failures', () => {
     expect(describeSendStatus(stuck)).toContain('STUCK');
     expect(await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' })).toEqual({ sendId, requeued: 0, repaired: 1 });
     expect(await harness.waitForSend(sendId)).toMatchObject({ state: 'sent', accepted: 3 });
-    expect(harness.received.map((message) => message.recipients[0]).sort()).toEqual(['reader1@example.org', 'reader2@example.org', 'reader3@example.org']);
+    expect(harness.received.map((message) => message.recipients[0] ?? '').sort()).toEqual(['reader1@example.org', 'reader2@example.org', 'reader3@example.org']);
   });
 
   it('retries a temporary 451 with backoff and then delivers once', async () => {
@@ -207,7 +207,7 @@ describe('delivery failures', () => {
     expect(retried).toEqual({ sendId, requeued: 1, repaired: 0 });
     const after = await harness.waitForSend(sendId);
     expect(after).toMatchObject({ state: 'sent-with-failures', total: 3, accepted: 2, failed: 1, pending: 0 });
-    expect(harness.received.map((message) => message.recipients[0]).sort()).toEqual(['reader1@example.org', 'reader2@example.org']);
+    expect(harness.received.map((message) => message.recipients[0] ?? '').sort()).toEqual(['reader1@example.org', 'reader2@example.org']);
     expect(await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' })).toEqual({ sendId, requeued: 0, repaired: 0 });
   });
 

@@ -51,7 +51,7 @@ describe('what send refuses', () => {
     await harness.startWorker();
     const record = await harness.waitForSend(sendId);
     expect(record).toMatchObject({ state: 'sent', total: 3, accepted: 2, skipped: 1 });
-    expect(harness.received.map((message) => message.recipients[0]).sort()).toEqual(['reader2@example.org', 'reader3@example.org']);
+    expect(harness.received.map((message) => message.recipients[0] ?? '').sort()).toEqual(['reader2@example.org', 'reader3@example.org']);
   });
 });
 

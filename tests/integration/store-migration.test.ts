@@ -46,7 +46,9 @@ describe('data stored by the first release', () => {
     const config = testConfig('migrate');
     const prefix = config.redis.prefix;
     const redis = new Redis(inject('redisUrl'));
-    onTestFinished(() => void redis.disconnect());
+    onTestFinished(() => {
+      redis.disconnect();
+    });
     await writeLayoutOne(redis, prefix);
 
     const services = await openServices(config);
