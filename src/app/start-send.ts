@@ -5,7 +5,7 @@ import { UserFacingError } from '../core/errors.ts';
 import { compileContextFor, compileIssue } from '../render/compile-issue.ts';
 import type { SubscriberStore } from '../store/subscriber-store.ts';
 import { fanOut } from './fan-out.ts';
-import { deliveryJobs, retryJobId, sendJobId, type SendJobData } from '../store/send-queue.ts';
+import { deliveryJobs, repairJobId, retryJobId, type SendJobData } from '../store/send-queue.ts';
 import type { SendStore } from '../store/send-store.ts';
 
 /** A send the pipeline will not start: a draft, a repeat without --resend, an empty list. */
@@ -106,7 +106,7 @@ export async function retryFailedRecipients(deps: SendDeps, request: { readonly 
       const page = await sends.queuedRecipientsPage(sendId, cursor);
       cursor = page.cursor;
       const orphans = page.subscriberIds.filter((id) => !requeued.has(id));
-      if (orphans.length > 0) await queue.addBulk(deliveryJobs(sendId, orphans, (subscriberId) => `${sendJobId(sendId, subscriberId)}.${repairTag}`));
+      if (orphans.length > 0) await queue.addBulk(deliveryJobs(sendId, orphans, (subscriberId) => repairJobId(sendId, subscriberId, repairTag)));
       repaired += orphans.length;
     } while (cursor !== '0');
   }

@@ -44,6 +44,14 @@ export function retryJobId(sendId: string, subscriberId: string, round: number):
   return `${sendJobId(sendId, subscriberId)}.r${round}`;
 }
 
+/**
+ * The job id that gives a recipient of a stuck send a job again (`--retry-failed`): `tag` is new
+ * on every repair, since the lost job's id may still be held by a failed job.
+ */
+export function repairJobId(sendId: string, subscriberId: string, tag: string): string {
+  return `${sendJobId(sendId, subscriberId)}.${tag}`;
+}
+
 /** Retry and retention policy of send jobs, from config. */
 export function sendJobOptions(send: Config['send']): JobsOptions {
   return {
