@@ -5,6 +5,7 @@ import { classifySmtpFailure, type SmtpFailureFields } from '../core/classify-fa
 import type { RecipientFailure } from '../core/send-status.ts';
 import { STATUS_CHANGES, type Subscriber } from '../core/subscriber.ts';
 import type { Logger } from '../logger.ts';
+import { CorruptRecordError } from '../store/records.ts';
 import type { SendJobData } from '../store/send-queue.ts';
 import type { SendStore } from '../store/send-store.ts';
 import type { SubscriberStore } from '../store/subscriber-store.ts';
@@ -93,7 +94,7 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       [state, subscriber] = await Promise.all([sends.recipientState(sendId, subscriberId), subscribers.get(subscriberId)]);
     } catch (error) {
       // A record this code can't read (an unknown status, say) is never guessed at: fail this recipient, visibly.
-      if (error instanceof Error && error.name.startsWith('Corrupt')) return fail({ permanent: true, code: 'ERECORD', response: error.message }, error.message);
+      if (error instanceof CorruptRecordError) return fail({ permanent: true, code: 'ERECORD', response: error.message }, error.message);
       throw error;
     }
     if (state !== 'queued') return { outcome: 'already-done', state: state ?? 'unknown' };

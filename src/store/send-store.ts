@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { compiledIssueSchema, type CompiledIssue } from '../core/compiled-issue.ts';
 import { computeSendStatus, type RecipientFailure, type RecipientState, type SendStatus } from '../core/send-status.ts';
 import { redisKeys, type RedisKeys } from './keys.ts';
+import { parseJson, parseRecord } from './records.ts';
 import { defineScripts, runScript } from './scripts.ts';
 
 /** One delivery run of one issue to one list. */
@@ -46,17 +47,6 @@ const recipientFailureSchema = z.object({
 
 const RECIPIENT_STATES = ['queued', 'accepted', 'failed', 'skipped'] as const satisfies readonly RecipientState[];
 const recipientStateSchema = z.enum(RECIPIENT_STATES).optional();
-
-/** A stored send record that doesn't parse. */
-export class CorruptSendError extends Error {
-  override readonly name = 'CorruptSendError';
-}
-
-function parseOrThrow<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
-  const parsed = schema.safeParse(value);
-  if (parsed.success) return parsed.data;
-  throw new CorruptSendError(`${what} is unreadable: ${parsed.error.issues.map((issue) => `${issue.path.join('.') || '(value)'}: ${issue.message}`).join('; ')}`);
-}
 
 /** How often create() proposes a new send id when another send of the same issue raced it. */
 const MAX_CREATE_RACES = 10;
@@ -126,7 +116,7 @@ export class SendStore {
   async get(sendId: string): Promise<SendRecord | undefined> {
     const [hash, total] = await Promise.all([this.redis.hgetall(this.keys.send(sendId)), this.redis.hlen(this.keys.sendRecipients(sendId))]);
     if (Object.keys(hash).length === 0) return undefined;
-    const stored = parseOrThrow(sendHashSchema, hash, `The record of send ${sendId}`);
+    const stored = parseRecord(sendHashSchema, hash, `The record of send ${sendId}`);
     const status = computeSendStatus({
       total,
       accepted: stored.accepted,
@@ -151,13 +141,7 @@ export class SendStore {
   async loadCompiled(sendId: string): Promise<CompiledIssue | undefined> {
     const json = await this.redis.get(this.keys.sendArtifact(sendId));
     if (!json) return undefined;
-    let value: unknown;
-    try {
-      value = JSON.parse(json);
-    } catch {
-      throw new CorruptSendError(`The compiled issue stored with send ${sendId} is not JSON`);
-    }
-    return parseOrThrow(compiledIssueSchema, value, `The compiled issue stored with send ${sendId}`);
+    return parseRecord(compiledIssueSchema, parseJson(json), `The compiled issue stored with send ${sendId}`);
   }
 
   /**
@@ -182,14 +166,14 @@ export class SendStore {
 
   /** The recipient's state, and so whether this job still has work to do. */
   async recipientState(sendId: string, subscriberId: string): Promise<RecipientState | undefined> {
-    return parseOrThrow(recipientStateSchema, (await this.redis.hget(this.keys.sendRecipients(sendId), subscriberId)) ?? undefined, `Recipient ${subscriberId} of send ${sendId}`);
+    return parseRecord(recipientStateSchema, (await this.redis.hget(this.keys.sendRecipients(sendId), subscriberId)) ?? undefined, `Recipient ${subscriberId} of send ${sendId}`);
   }
 
   /** The states of many recipients in one round trip, in input order (undefined: not a recipient). */
   async recipientStates(sendId: string, subscriberIds: readonly string[]): Promise<(RecipientState | undefined)[]> {
     if (subscriberIds.length === 0) return [];
     const states = await this.redis.hmget(this.keys.sendRecipients(sendId), ...subscriberIds);
-    return states.map((state, index) => parseOrThrow(recipientStateSchema, state ?? undefined, `Recipient ${subscriberIds[index]} of send ${sendId}`));
+    return states.map((state, index) => parseRecord(recipientStateSchema, state ?? undefined, `Recipient ${subscriberIds[index]} of send ${sendId}`));
   }
 
   /**
@@ -250,13 +234,7 @@ export class SendStore {
       cursor = next;
       for (let index = 0; index + 1 < entries.length && result.length < limit; index += 2) {
         const subscriberId = entries[index]!;
-        let json: unknown;
-        try {
-          json = JSON.parse(entries[index + 1] ?? '');
-        } catch {
-          json = undefined;
-        }
-        result.push({ subscriberId, failure: parseOrThrow(recipientFailureSchema, json, `The failure of recipient ${subscriberId} of send ${sendId}`) });
+        result.push({ subscriberId, failure: parseRecord(recipientFailureSchema, parseJson(entries[index + 1]), `The failure of recipient ${subscriberId} of send ${sendId}`) });
       }
     } while (cursor !== '0' && result.length < limit);
     return result;

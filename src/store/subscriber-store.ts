@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { emailKey } from '../core/address.ts';
 import { SUBSCRIBER_STATUSES, type StatusChange, type Subscriber, type SubscriberInput, type SubscriberStatus } from '../core/subscriber.ts';
 import { redisKeys, type RedisKeys } from './keys.ts';
+import { parseJson, parseRecord } from './records.ts';
 
 import { defineScripts, queueScript, runScript } from './scripts.ts';
 
@@ -18,7 +19,7 @@ const subscriberHashSchema = z.object({
     .string()
     .default('{}')
     .transform((json, ctx) => {
-      const parsed = z.record(z.string(), z.string()).safeParse(safeJson(json));
+      const parsed = z.record(z.string(), z.string()).safeParse(parseJson(json));
       if (parsed.success) return parsed.data;
       ctx.addIssue({ code: 'custom', message: 'attributes are not a JSON object of strings' });
       return z.NEVER;
@@ -26,19 +27,6 @@ const subscriberHashSchema = z.object({
   createdAt: z.string().default(''),
   updatedAt: z.string().default(''),
 });
-
-function safeJson(json: string): unknown {
-  try {
-    return JSON.parse(json);
-  } catch {
-    return undefined;
-  }
-}
-
-/** A stored subscriber record that doesn't parse; the message names the subscriber and the field. */
-export class CorruptRecordError extends Error {
-  override readonly name = 'CorruptRecordError';
-}
 
 /** Counts of one list, kept by the scripts: no scan. */
 export interface ListCounts {
@@ -132,15 +120,11 @@ export class SubscriberStore {
     return id ? this.get(id) : undefined;
   }
 
-  /** The subscriber, parsed; CorruptRecordError for a record this code can't read. */
+  /** The subscriber, parsed; CorruptRecordError (records.ts) for a record this code can't read. */
   async get(id: string): Promise<Subscriber | undefined> {
     const hash = await this.redis.hgetall(this.keys.subscriber(id));
     if (Object.keys(hash).length === 0) return undefined;
-    const parsed = subscriberHashSchema.safeParse(hash);
-    if (!parsed.success) {
-      throw new CorruptRecordError(`Subscriber ${id} has an unreadable record: ${parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; ')}`);
-    }
-    return { id, ...parsed.data };
+    return { id, ...parseRecord(subscriberHashSchema, hash, `The record of subscriber ${id}`) };
   }
 
   /** Just the address, which stays readable whatever else is wrong with the record. */
