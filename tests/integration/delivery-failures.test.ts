@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { describeSendStatus, sendStatusReport } from '../../src/app/send-report.ts';
+import { STATUS_CHANGES } from '../../src/core/subscriber.ts';
 import { redisKeys } from '../../src/store/keys.ts';
 import { waitFor, withFault } from '../support/faults.ts';
 import { retryFailedRecipients } from '../../src/app/start-send.ts';
@@ -36,6 +37,31 @@ describe('delivery failures', () => {
     const again = await harness.send('vol-138', { resend: true });
     expect(await harness.waitForSend(again.sendId)).toMatchObject({ total: 2, accepted: 2, failed: 0 });
     expect(rcptAttempts).toBe(1);
+  });
+
+  it('never weakens a suppression: a hard bounce arriving after a complaint leaves the address complained', async () => {
+    const harness = await createHarness('bounce-after-complaint', {
+      rejectRecipient: (address) => (address === 'reader1@example.org' ? { responseCode: 550, message: '5.1.1 User unknown' } : undefined),
+    });
+    const { services } = harness;
+    await seedSubscribers(services, 1);
+    const { sendId } = await harness.send('vol-138');
+    // The complaint lands after the worker read the subscriber as active and before the 550 comes back.
+    await services.subscribers.changeStatus('1', STATUS_CHANGES.complaint);
+    let staleReads = 0;
+    await harness.startWorker({
+      wrapDeps: (deps) => ({
+        ...deps,
+        subscribers: withFault(deps.subscribers, 'get', () => undefined, (subscriber) => {
+          staleReads += 1;
+          return subscriber && { ...subscriber, status: 'active' as const };
+        }),
+      }),
+    });
+    expect(await harness.waitForSend(sendId)).toMatchObject({ failed: 1 });
+    expect(staleReads).toBeGreaterThan(0);
+    expect((await services.subscribers.get('1'))?.status).toBe('complained');
+    expect(await services.subscribers.countList('weekly')).toMatchObject({ byStatus: { active: 0, complained: 1, bounced: 0 } });
   });
 
   it('fails but does not suppress a recipient whose mailbox is full', async () => {
