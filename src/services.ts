@@ -2,7 +2,7 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/index.ts';
 import { createLogger, type Logger } from './logger.ts';
-import { connectRedis } from './store/connection.ts';
+import { connectionErrorLogger, connectRedis } from './store/connection.ts';
 import { migrateStore } from './store/migrate.ts';
 import { createSendQueue, type SendJobData } from './store/send-queue.ts';
 import { SendStore } from './store/send-store.ts';
@@ -34,7 +34,7 @@ export async function openServices(config: Config, options: { readonly logger?: 
     throw error;
   }
   const queue = createSendQueue(redis, config);
-  queue.on('error', (error) => logger.error({ err: error }, 'send queue connection error'));
+  queue.on('error', connectionErrorLogger(logger, 'send queue'));
   return {
     config,
     logger,

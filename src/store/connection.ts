@@ -65,3 +65,29 @@ export function watchConnection(redis: Redis, logger: Logger | undefined): void 
     logger?.info('Redis connection restored');
   });
 }
+
+/** How long the same connection error is reported once; reconnect attempts repeat it every 2 s. */
+const REPEAT_WINDOW_MS = 30_000;
+
+/**
+ * An error listener for BullMQ's workers and queues (which report their own connections' errors):
+ * a connection error is logged once, with its code and no stack, then at most once per 30 s while
+ * it repeats, with the count of repeats; anything else is logged every time, with its stack.
+ */
+export function connectionErrorLogger(logger: Logger, source: string): (error: Error & { code?: string }) => void {
+  let last: { code: string; at: number; repeats: number } | undefined;
+  return (error) => {
+    const code = error.code ?? (/Connection is closed|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE/.exec(error.message)?.[0] as string | undefined);
+    if (code === undefined) {
+      logger.error({ err: error, source }, `${source} error`);
+      return;
+    }
+    const now = Date.now();
+    if (last && last.code === code && now - last.at < REPEAT_WINDOW_MS) {
+      last.repeats += 1;
+      return;
+    }
+    logger.warn({ source, code, reason: error.message, repeatsSinceLastLine: last?.code === code ? last.repeats : 0 }, `${source}: Redis connection error; retrying`);
+    last = { code, at: now, repeats: 0 };
+  };
+}

@@ -6,7 +6,7 @@ import { withRetries } from '../delivery/retry.ts';
 import { createSmtpTransport } from '../delivery/smtp-transport.ts';
 import type { Logger } from '../logger.ts';
 import { openServices } from '../services.ts';
-import { connectRedis } from '../store/connection.ts';
+import { connectionErrorLogger, connectRedis } from '../store/connection.ts';
 import { redisKeys } from '../store/keys.ts';
 import { SEND_QUEUE_NAME, type SendJobData } from '../store/send-queue.ts';
 
@@ -80,7 +80,7 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
     limiter: { max: Number.MAX_SAFE_INTEGER, duration: 1_000 },
   });
   // BullMQ duplicates the blocking connection; without these, a Redis restart prints raw stacks.
-  worker.on('error', (error) => logger.error({ err: error }, 'worker error'));
+  worker.on('error', connectionErrorLogger(logger, 'send worker'));
 
   /** Outcome writes still under way; close() waits for them before it disconnects. */
   const pendingRecords = new Set<Promise<unknown>>();

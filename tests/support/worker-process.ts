@@ -97,9 +97,13 @@ export async function spawnWorker(
       return new Promise<void>((resolve, reject) => {
         const check = () => {
           if (pattern.test(text())) return finish();
-          if (exit) return finish(new Error(`worker ${handle.pid} exited (${JSON.stringify(exit)}) before printing ${pattern}; stdout:\n${out}\nstderr:\n${err}`));
+          if (exit)
+            return finish(new Error(`worker ${handle.pid} exited (${JSON.stringify(exit)}) before printing ${pattern}; stdout:\n${out}\nstderr:\n${err}`));
         };
-        const timer = setTimeout(() => finish(new Error(`worker ${handle.pid} did not print ${pattern} within ${timeoutMs} ms; stdout:\n${out}\nstderr:\n${err.slice(-4000)}`)), timeoutMs);
+        const timer = setTimeout(
+          () => finish(new Error(`worker ${handle.pid} did not print ${pattern} within ${timeoutMs} ms; stdout:\n${out}\nstderr:\n${err.slice(-4000)}`)),
+          timeoutMs,
+        );
         const finish = (error?: Error) => {
           clearTimeout(timer);
           watchers.delete(check);
@@ -136,5 +140,20 @@ export async function waitFor<T>(
     if (value) return value;
     if (Date.now() > deadline) throw new Error(`not reached within ${timeoutMs} ms: ${await describe()}`);
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/** Resolves like `promise`, or fails with `describe()` if it hasn't settled after `timeoutMs`. */
+export async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, describe: () => string | Promise<string>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      void Promise.resolve(describe()).then((text) => reject(new Error(`not reached within ${timeoutMs} ms: ${text}`)), reject);
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timedOut]);
+  } finally {
+    clearTimeout(timer);
   }
 }
