@@ -90,7 +90,8 @@ function inlineToText(tokens: readonly Token[] | undefined): string {
         case 'del':
           return inlineToText((token as Tokens.Strong).tokens);
         case 'codespan':
-          return decodeEntities((token as Tokens.Codespan).text);
+          // marked leaves code text as written: `&amp;` in code is those five characters.
+          return (token as Tokens.Codespan).text;
         case 'br':
           return '\n';
         default:

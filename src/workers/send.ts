@@ -128,9 +128,11 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
         const timedOut = new Promise<'timeout'>((resolve) => {
           timer = setTimeout(() => resolve('timeout'), config.send.shutdownTimeoutMs);
         });
-        const outcome = await Promise.race([worker.close().then(() => 'closed' as const), timedOut]);
+        // pause() stops taking jobs and waits for the ones in flight without starting BullMQ's
+        // close; a close already under way would make a later forced close wait for them too.
+        const outcome = await Promise.race([worker.pause().then(() => 'drained' as const), timedOut]);
         clearTimeout(timer);
-        if (outcome === 'timeout') await worker.close(true);
+        await worker.close(outcome === 'timeout');
         await Promise.allSettled(pendingRecords);
         transport.close();
         await services.close();
