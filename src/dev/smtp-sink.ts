@@ -24,6 +24,14 @@ export interface SmtpSinkOptions {
   readonly acceptDelayMs?: number;
   /** Port to listen on; a free one by default. */
   readonly port?: number;
+  /**
+   * Requires SMTP AUTH (PLAIN or LOGIN, allowed without TLS on loopback) with these credentials,
+   * as a provider's submission server does: other credentials get 535 5.7.8, and mail without
+   * AUTH gets 530. Off by default (no AUTH at all).
+   */
+  readonly auth?: { readonly user: string; readonly pass: string };
+  /** Sees each AUTH attempt: the user name given and whether it was accepted. */
+  readonly onAuth?: (user: string, accepted: boolean) => void;
 }
 
 /** A running sink. */
@@ -44,9 +52,24 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
   let acceptedCount = 0;
   let stopping: Promise<void> | undefined;
   const buffer = options.bufferMessages ?? Boolean(options.outboxDir || options.onMessage);
+  const required = options.auth;
   const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS', 'AUTH'],
+    ...(required
+      ? {
+          authOptional: false,
+          allowInsecureAuth: true,
+          authMethods: ['PLAIN', 'LOGIN'],
+          disabledCommands: ['STARTTLS'],
+          onAuth(auth, _session, callback) {
+            const accepted = auth.username === required.user && auth.password === required.pass;
+            options.onAuth?.(auth.username ?? '', accepted);
+            if (accepted) return callback(null, { user: auth.username });
+            const error = new Error('5.7.8 Authentication credentials invalid') as Error & { responseCode: number };
+            error.responseCode = 535;
+            return callback(error);
+          },
+        }
+      : { authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'] }),
     logger: false,
     size: 25 * 1024 * 1024,
     onRcptTo(address: SMTPServerAddress, session, callback) {

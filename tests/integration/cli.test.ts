@@ -1,154 +1,106 @@
-import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { simpleParser } from 'mailparser';
+import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../config/index.ts';
-import { startSmtpSink, type SmtpSink } from '../../src/dev/smtp-sink.ts';
+import { freePort } from '../../src/dev/private-redis.ts';
+import { cliEnv, execCli, spawnCli, STACK_FRAME, withoutNodeWarnings } from '../support/cli.ts';
+import { createHarness, seedSubscribers } from '../support/harness.ts';
 import { testConfig } from '../support/test-config.ts';
+import { sorted } from '../support/sorted.ts';
 
-const CLI = path.join(PROJECT_ROOT, 'bin/newsletter.js');
-
-interface CliResult {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-let dir: string;
-let sink: SmtpSink;
-let env: Record<string, string>;
-let received = 0;
-
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'nl-cli-'));
-  sink = await startSmtpSink({ onMessage: () => (received += 1) });
-  const config = testConfig('cli');
-  env = {
-    PATH: process.env.PATH ?? '',
-    REDIS_URL: config.redis.url,
-    REDIS_PREFIX: config.redis.prefix,
-    SMTP_URL: sink.url,
-    MAIL_FROM: 'IR Research Weekly <weekly@example.org>',
-    PUBLIC_URL: 'https://newsletter.example.org',
-    APP_SECRET: config.appSecret,
-    WORKER_SHUTDOWN_TIMEOUT_MS: '5000',
-  };
-});
-afterAll(async () => {
-  await sink.stop();
-  await rm(dir, { recursive: true, force: true });
-});
-
-function cli(args: string[], extraEnv: Record<string, string | undefined> = {}): Promise<CliResult> {
-  const childEnv = Object.fromEntries(Object.entries({ ...env, ...extraEnv }).filter((entry): entry is [string, string] => entry[1] !== undefined));
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { cwd: dir, env: childEnv }, (error, stdout, stderr) => {
-      resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
-
-describe('the newsletter CLI', () => {
+// The real `newsletter` process, end to end: argv, the environment, signals and exit codes. Each
+// command's behaviour is tested in-process in cli-in-process.test.ts.
+describe('the newsletter CLI, as a process', () => {
   it('runs as `npx newsletter` from the project, with no build step, and lists its commands', async () => {
     const stdout = await new Promise<string>((resolve, reject) => {
-      execFile('npx', ['--no-install', 'newsletter', '--help'], { cwd: PROJECT_ROOT, env: { ...process.env } }, (error, out) => (error ? reject(error) : resolve(out)));
+      execFile('npx', ['--no-install', 'newsletter', '--help'], { cwd: PROJECT_ROOT, env: { ...process.env }, timeout: 30_000 }, (error, out) =>
+        error ? reject(error) : resolve(out),
+      );
     });
     for (const command of ['build', 'subscribers', 'send', 'worker', 'status', 'serve', 'demo']) expect(stdout).toContain(command);
   });
 
-  it('builds an issue into .html and .txt, filled for a sample subscriber, with their sizes', async () => {
-    const result = await cli(['build', 'vol-138', '--out', 'preview']);
-    expect(result.code).toBe(0);
-    expect(result.stdout).toMatch(/preview\/vol-138\.html\s+\d+\.\d KB/);
-    expect(result.stdout).toMatch(/preview\/vol-138\.txt\s+\d+\.\d KB/);
-    const html = await readFile(path.join(dir, 'preview/vol-138.html'), 'utf8');
-    const text = await readFile(path.join(dir, 'preview/vol-138.txt'), 'utf8');
-    expect(html).toContain('Hi Ada Lovelace,');
-    expect(text).toContain('Hi Ada Lovelace,');
-    expect(html).not.toContain('{{');
-  });
-
-  it('exits non-zero with a message when the preview cannot be written', async () => {
-    await writeFile(path.join(dir, 'not-a-folder'), 'x');
-    const result = await cli(['build', 'vol-138', '--out', 'not-a-folder']);
+  it('exits 1 with a one-line message naming a bad setting from the environment, and no stack trace', async () => {
+    const result = await execCli(['build', 'vol-138'], { env: cliEnv(testConfig('cli-e2e-bad-setting'), { APP_SECRET: 'too-short' }), timeoutMs: 30_000 });
+    expect(result.timedOut).toBe(false);
     expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/^error: Cannot write the preview to not-a-folder/);
+    expect(result.out).toBe('');
+    const stderr = withoutNodeWarnings(result.err).trim();
+    expect(stderr.split('\n')).toEqual(['error: Invalid configuration:', '  - APP_SECRET must be at least 32 characters (try: openssl rand -hex 32)']);
+    expect(result.err).not.toMatch(STACK_FRAME);
   });
 
-  it('exits non-zero naming an unknown issue', async () => {
-    const result = await cli(['build', 'vol-999']);
-    expect(result.code).toBe(1);
-    expect(result.stderr).toMatch(/Unknown issue "vol-999"/);
-    expect(result.stderr).not.toMatch(/at .*\.ts:\d+/); // a message, not a stack trace
-  });
+  it('sends with `send`, delivers with a `worker` process, reports with `status --json`, and the worker stops cleanly on SIGTERM', async () => {
+    const harness = await createHarness('cli-e2e-send');
+    const { services } = harness;
+    await seedSubscribers(services, 3);
+    const env = cliEnv(harness.config);
 
-  it('exits non-zero naming a missing or bad setting', async () => {
-    const missing = await cli(['build', 'vol-138'], { APP_SECRET: undefined });
-    expect(missing.code).toBe(1);
-    expect(missing.stderr).toContain('APP_SECRET is required');
-    const bad = await cli(['build', 'vol-138'], { WORKER_CONCURRENCY: 'lots' });
-    expect(bad.code).toBe(1);
-    expect(bad.stderr).toContain('WORKER_CONCURRENCY must be a whole number');
-  });
-
-  it('imports, adds, counts and shows subscribers', async () => {
-    await writeFile(path.join(dir, 'subs.csv'), 'email,name,team\nada@example.org,Ada,engines\nbroken,x,y\nbob@example.org,Bob,\n');
-    const imported = await cli(['subscribers', 'import', 'subs.csv']);
-    expect(imported.code).toBe(0);
-    expect(imported.stdout).toContain('list weekly: 2 imported, 0 updated, 1 invalid');
-    expect(imported.stdout).toContain('line 3: "broken" is not a valid email address');
-
-    expect((await cli(['subscribers', 'add', ' Carol@Example.ORG', '--name', 'Carol'])).stdout).toContain('added Carol@example.org');
-    expect((await cli(['subscribers', 'add', 'not-an-email'])).code).toBe(1);
-    expect((await cli(['subscribers', 'count'])).stdout).toContain('list weekly: 3 subscribers (3 active');
-    const unknownList = await cli(['subscribers', 'count', '--list', 'nosuchlist']);
-    expect(unknownList.code).toBe(1);
-    expect(unknownList.stderr).toContain('There is no list "nosuchlist"');
-
-    expect((await cli(['subscribers', 'suppress', 'bob@example.org', '--reason', 'complained'])).stdout).toContain('bob@example.org is suppressed (complained)');
-    expect((await cli(['subscribers', 'suppress', 'bob@example.org', '--reason', 'angry'])).code).toBe(1);
-    expect((await cli(['subscribers', 'suppress', 'bob@example.org'])).stdout).toContain('bob@example.org was already suppressed (complained); lift it first');
-    expect((await cli(['subscribers', 'count'])).stdout).toContain('2 active, 0 unsubscribed, 0 bounced, 1 complained');
-    expect((await cli(['subscribers', 'lift', 'bob@example.org'])).stdout).toContain('bob@example.org is active again (was complained)');
-
-    const shown = await cli(['subscribers', 'show', 'ada@example.org', '--json']);
-    expect(JSON.parse(shown.stdout)).toMatchObject({ email: 'ada@example.org', name: 'Ada', status: 'active', lists: ['weekly'], attributes: { team: 'engines' } });
-  });
-
-  it('refuses a draft, sends once, refuses a repeat, reports status as JSON, and stops its worker cleanly', async () => {
-    const draft = await cli(['send', 'draft-sample']);
-    expect(draft.code).toBe(1);
-    expect(draft.stderr).toContain('is a draft');
-
-    const sent = await cli(['send', 'vol-138']);
+    const sent = await execCli(['send', 'vol-138'], { env, timeoutMs: 30_000 });
     expect(sent.code).toBe(0);
-    const sendId = sent.stdout.trim().split('\n').at(-1);
+    const sendId = sent.out.trim().split('\n').at(-1);
     expect(sendId).toBe('vol-138.weekly.1');
 
-    const again = await cli(['send', 'vol-138']);
-    expect(again.code).toBe(1);
-    expect(again.stderr).toContain('--resend');
+    const worker = spawnCli(['worker'], { env });
+    try {
+      await worker.waitForStdout(/^worker \d+ running/m, 20_000);
+      await harness.waitForSend(sendId!, 30_000);
 
-    const worker = spawn(process.execPath, [CLI, 'worker'], { cwd: dir, env });
-    let output = '';
-    worker.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const exited = new Promise<number | null>((resolve) => worker.on('exit', (code) => resolve(code)));
-    const deadline = Date.now() + 30_000;
-    let status: Record<string, unknown> = {};
-    while (Date.now() < deadline) {
-      const result = await cli(['status', 'vol-138', '--json']);
-      status = JSON.parse(result.stdout) as Record<string, unknown>;
-      if (status.state === 'sent') break;
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      const status = await execCli(['status', 'vol-138', '--json'], { env, timeoutMs: 30_000 });
+      expect(status.code).toBe(0);
+      expect(JSON.parse(status.out)).toMatchObject({ sendId, state: 'sent', total: 3, accepted: 3, failed: 0, pending: 0, failures: [] });
+
+      const messages = await Promise.all(harness.received.map((message) => simpleParser(message.raw)));
+      expect(sorted(messages.map((message) => (Array.isArray(message.to) ? undefined : message.to?.value[0]?.address)))).toEqual([
+        'reader1@example.org',
+        'reader2@example.org',
+        'reader3@example.org',
+      ]);
+      for (const message of messages) {
+        expect(message.subject).toMatch(/^IR Research Weekly Vol\.138: /);
+        expect(message.headers.get('x-newsletter-send')).toBe(sendId);
+      }
+
+      worker.child.kill('SIGTERM');
+      expect(await worker.exited).toBe(0);
+      expect(worker.stdout()).toContain('SIGTERM: finishing the jobs in flight');
+      expect(worker.stdout()).toContain('stopped cleanly');
+    } finally {
+      await worker.kill();
     }
-    expect(status).toMatchObject({ sendId: 'vol-138.weekly.1', state: 'sent', total: 3, accepted: 3, failed: 0, pending: 0 });
-    expect(received).toBe(3);
-    const retry = await cli(['send', 'vol-138', '--retry-failed']);
-    expect(retry.stdout).toContain('send vol-138.weekly.1: 0 recipients requeued');
+  });
 
-    worker.kill('SIGTERM');
-    expect(await exited).toBe(0);
-    expect(output).toContain('stopped cleanly');
+  it('serves the public pages with `serve` on HTTP_PORT, and exits 0 on SIGTERM', async () => {
+    const harness = await createHarness('cli-e2e-serve');
+    await seedSubscribers(harness.services, 1);
+    await harness.send('vol-138');
+    const port = await freePort();
+    const server = spawnCli(['serve'], { env: cliEnv(harness.config, { HTTP_PORT: String(port) }) });
+    try {
+      await server.waitForStdout(/^serving https:\/\/newsletter\.example\.org \(unsubscribe, issues\) on http:\/\/127\.0\.0\.1:\d+$/m, 20_000);
+      expect(server.stdout()).toContain(`on http://127.0.0.1:${port}`);
+      const base = `http://127.0.0.1:${port}`;
+
+      const health = await fetch(`${base}/healthz`);
+      expect(health.status).toBe(200);
+      expect(await health.json()).toEqual({ ok: true });
+
+      const unsubscribe = await fetch(`${base}/unsubscribe`);
+      expect(unsubscribe.status).toBe(200);
+      expect(unsubscribe.headers.get('content-type')).toMatch(/^text\/html/);
+      expect(await unsubscribe.text()).toContain('Every email from IR Research Weekly ends with its own unsubscribe link');
+
+      const issues = await fetch(`${base}/issues`);
+      expect(issues.status).toBe(200);
+      const index = await issues.text();
+      expect(index).toContain('href="https://newsletter.example.org/issues/vol-138"');
+      expect(index).toContain('IR Research Weekly Vol.138');
+
+      server.child.kill('SIGTERM');
+      expect(await server.exited).toBe(0);
+      expect(withoutNodeWarnings(server.stderr())).not.toMatch(STACK_FRAME);
+    } finally {
+      await server.kill();
+    }
   });
 });

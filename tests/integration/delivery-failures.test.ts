@@ -1,10 +1,11 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { describeSendStatus, sendStatusReport } from '../../src/app/send-report.ts';
 import { STATUS_CHANGES } from '../../src/core/subscriber.ts';
 import { redisKeys } from '../../src/store/keys.ts';
 import { waitFor, withFault } from '../support/faults.ts';
 import { retryFailedRecipients } from '../../src/app/start-send.ts';
 import { createHarness, seedSubscribers } from '../support/harness.ts';
+import { startTcpGate } from '../support/tcp-gate.ts';
 
 
 describe('delivery failures', () => {
@@ -238,28 +239,22 @@ describe('delivery failures', () => {
   });
 
   it('holds the send while the SMTP server refuses connections, without spending attempts, and delivers when it is back', async () => {
+    // A gate on a port of its own, bound for the whole test: no server is restarted on a port
+    // that another test could take in the meantime.
+    const gate = await startTcpGate();
+    onTestFinished(() => gate.stop());
     // One attempt per message: any attempt spent on the outage would fail the recipient.
-    const harness = await createHarness('refused', { config: { SEND_BACKOFF_MS: '100', SEND_MAX_ATTEMPTS: '1' } });
+    const harness = await createHarness('refused', { config: { SMTP_URL: gate.url, SEND_BACKOFF_MS: '100', SEND_MAX_ATTEMPTS: '1' } });
     const { services } = harness;
     await seedSubscribers(services, 2);
-    const port = harness.sink.port;
-    await harness.sink.stop();
     await harness.startWorker();
     const { sendId } = await harness.send('vol-138');
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await waitFor(() => gate.refused() >= 3, 10_000, 'connections refused during the outage');
     expect(await services.sends.get(sendId)).toMatchObject({ accepted: 0, failed: 0, pending: 2 });
 
-    const { startSmtpSink } = await import('../../src/dev/smtp-sink.ts');
-    const revived = await startSmtpSink({ onMessage: (raw, recipients) => harness.received.push({ raw, recipients }), port });
-    try {
-      const record = await harness.waitForSend(sendId);
-      expect(record).toMatchObject({ state: 'sent', accepted: 2, failed: 0 });
-      expect(harness.received).toHaveLength(2);
-    } finally {
-      // Workers first: smtp-server's close() waits for the pool's open connections to end.
-      await harness.close();
-      await revived.stop();
-    }
+    gate.open(harness.sink.port);
+    expect(await harness.waitForSend(sendId)).toMatchObject({ state: 'sent', accepted: 2, failed: 0 });
+    expect(harness.received).toHaveLength(2);
   });
 
   it('spends attempts, rather than holding forever, on a message the server hangs up on while it still answers others', async () => {
