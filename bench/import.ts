@@ -47,7 +47,16 @@ try {
   console.log(`  imported ${report.imported}, updated ${report.updated}, invalid ${report.invalidCount}`);
   console.log(`  time        ${seconds.toFixed(1)} s → ${Math.round(rows / seconds)} rows/s`);
   console.log(`  memory      RSS ${rssBeforeMb.toFixed(0)} MB before the import, peak ${peakRssMb.toFixed(0)} MB during it (file: ${fileMb.toFixed(0)} MB)`);
-  console.log(JSON.stringify({ rows, fileMb: Number(fileMb.toFixed(1)), seconds: Number(seconds.toFixed(2)), rowsPerSecond: Math.round(rows / seconds), rssBeforeMb: Math.round(rssBeforeMb), peakRssMb: Math.round(peakRssMb) }));
+  console.log(
+    JSON.stringify({
+      rows,
+      fileMb: Number(fileMb.toFixed(1)),
+      seconds: Number(seconds.toFixed(2)),
+      rowsPerSecond: Math.round(rows / seconds),
+      rssBeforeMb: Math.round(rssBeforeMb),
+      peakRssMb: Math.round(peakRssMb),
+    }),
+  );
 } finally {
   await redis.stop();
   await rm(dir, { recursive: true, force: true });

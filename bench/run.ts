@@ -146,7 +146,10 @@ async function main(): Promise<void> {
   });
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`the send was not done after ${options.timeoutMs / 1000} s: ${accepted} of ${n} messages accepted`)), options.timeoutMs);
+    timer = setTimeout(
+      () => reject(new Error(`the send was not done after ${options.timeoutMs / 1000} s: ${accepted} of ${n} messages accepted`)),
+      options.timeoutMs,
+    );
   });
   const cpuBefore = { worker: cpuSeconds(worker.pid), redis: cpuSeconds(redisPid), bench: process.cpuUsage() };
 
@@ -168,7 +171,7 @@ async function main(): Promise<void> {
 
   // The send's own record must agree: every recipient accepted, none failed.
   let record = await services.sends.get(started.sendId);
-  for (const deadline = Date.now() + 30_000; record && record.state !== 'sent' && record.state !== 'sent-with-failures' && Date.now() < deadline; ) {
+  for (const deadline = Date.now() + 30_000; record && record.state !== 'sent' && record.state !== 'sent-with-failures' && Date.now() < deadline;) {
     await new Promise((resolve) => setTimeout(resolve, 100));
     record = await services.sends.get(started.sendId);
   }
@@ -194,7 +197,9 @@ async function main(): Promise<void> {
     if (subscriber) baselineRecipients.push(subscriber);
   }
   const acceptedBeforeBaseline = accepted;
-  console.log(`\nnaive baseline: ${options.baseline} messages; per message: stage-one render + mjml2html + Handlebars fill + nodemailer sendMail (quoted-printable), awaited one by one…`);
+  console.log(
+    `\nnaive baseline: ${options.baseline} messages; per message: stage-one render + mjml2html + Handlebars fill + nodemailer sendMail (quoted-printable), awaited one by one…`,
+  );
   const baseline = await runNaiveBaseline({ config, issue, subscribers: baselineRecipients, messages: options.baseline, smtpUrl: sink.url, list: LIST });
   const baselineSinkCount = accepted - acceptedBeforeBaseline;
 

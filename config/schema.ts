@@ -8,7 +8,10 @@ const positiveInt = (name: string) =>
     .positive(`${name} must be greater than 0`);
 
 function requiredString(name: string) {
-  return z.string({ error: `${name} is required` }).trim().min(1, `${name} is required`);
+  return z
+    .string({ error: `${name} is required` })
+    .trim()
+    .min(1, `${name} is required`);
 }
 
 function urlWithScheme(name: string, schemes: readonly string[]) {
@@ -86,4 +89,3 @@ export const envSchema = z.object({
   WORKER_MAX_STALLED_COUNT: positiveInt('WORKER_MAX_STALLED_COUNT').default(5),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
 });
-

@@ -19,11 +19,14 @@ export async function fanOut(options: {
   readonly queue: Queue<SendJobData>;
 }): Promise<void> {
   const { sendId, list, sends, subscribers, queue, chunkSize } = options;
-  for (let cursor = options.startAfter; ; ) {
+  for (let cursor = options.startAfter; ;) {
     const ids = await subscribers.listPage(list, cursor, chunkSize);
     if (ids.length === 0) break;
     const statuses = await subscribers.statusesOf(ids);
-    await sends.addRecipients(sendId, ids.filter((_, index) => statuses[index] === 'active'));
+    await sends.addRecipients(
+      sendId,
+      ids.filter((_, index) => statuses[index] === 'active'),
+    );
     // Jobs go to every recipient recorded as queued, not just to those active now: a resumed chunk
     // may hold recipients recorded before a crash who have unsubscribed since. Their job marks
     // them skipped; leaving them out would leave the send pending forever.

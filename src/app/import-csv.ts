@@ -221,7 +221,9 @@ export async function importSubscribersCsv(store: SubscriberStore, file: string,
     await flush();
     if (text.utf16) throw new CsvImportError(`${file}: this is UTF-16 text; save it as "CSV UTF-8" and import that`);
     if (text.binaryLine !== undefined) {
-      throw new CsvImportError(`${file}: this does not look like a CSV text file (binary data at line ${text.binaryLine})${importedBefore(imported + updated)}`);
+      throw new CsvImportError(
+        `${file}: this does not look like a CSV text file (binary data at line ${text.binaryLine})${importedBefore(imported + updated)}`,
+      );
     }
     if (failure.csv) throw new CsvImportError(`${file}: ${describeCsvError(failure.csv, lastLine + 1)}${importedBefore(imported + updated)}`);
     if (!header) throw new CsvImportError(`${file}: the file is empty; it needs a header row with an "email" column`);

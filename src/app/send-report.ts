@@ -55,7 +55,9 @@ export function describeSendStatus(report: SendStatusReport): string {
     lines.push('  failed recipients:');
     for (const failure of report.failures) {
       // An SMTP response already starts with its code ("550 5.1.1 …"); other failures carry a code only.
-      lines.push(`    ${failure.email}: ${failure.response ?? failure.code ?? 'unknown'} (${failure.permanent ? 'permanent' : `gave up after ${failure.attempts} attempts`})`);
+      lines.push(
+        `    ${failure.email}: ${failure.response ?? failure.code ?? 'unknown'} (${failure.permanent ? 'permanent' : `gave up after ${failure.attempts} attempts`})`,
+      );
     }
   }
   return lines.join('\n');

@@ -45,7 +45,9 @@ export async function startSend(deps: SendDeps, request: StartSendRequest): Prom
   const { config, sends, subscribers, queue } = deps;
   const issue = await loadIssue(config.issuesDir, request.issueId);
   if (issue.status !== 'finished') {
-    throw new SendRefusedError(`Issue "${issue.id}" is a ${issue.status}; only a finished issue can be sent. Set "status: finished" in its file when it is ready.`);
+    throw new SendRefusedError(
+      `Issue "${issue.id}" is a ${issue.status}; only a finished issue can be sent. Set "status: finished" in its file when it is ready.`,
+    );
   }
   if (!(await subscribers.listExists(request.list))) {
     throw new SendRefusedError(`List "${request.list}" has no subscribers; import some with: newsletter subscribers import <file.csv> --list ${request.list}`);

@@ -54,7 +54,11 @@ export async function subscriberForToken(store: SubscriberStore, secret: string,
  * Suppresses an active address by hand (ops), with the reason as its status. An address already
  * suppressed keeps its status; to change the reason, lift it first.
  */
-export async function suppressByEmail(store: SubscriberStore, rawEmail: string, reason: SuppressionReason): Promise<{ subscriber: Subscriber; changed: boolean }> {
+export async function suppressByEmail(
+  store: SubscriberStore,
+  rawEmail: string,
+  reason: SuppressionReason,
+): Promise<{ subscriber: Subscriber; changed: boolean }> {
   const subscriber = await requireByEmail(store, rawEmail);
   const { changed, previous } = await store.changeStatus(subscriber.id, suppressionTo(reason));
   return { subscriber: { ...subscriber, status: changed ? reason : (previous ?? subscriber.status) }, changed };

@@ -42,7 +42,9 @@ export function buildProgram(cli: CliContext): Command {
     .argument('<email>')
     .option('--name <name>', 'display name')
     .option('--list <name>', 'list to add them to', listName, DEFAULT_LIST)
-    .action(async (email: string, options: { name?: string; list: string }) => (await import('./commands/subscribers-add.ts')).subscribersAddCommand(cli, email, options));
+    .action(async (email: string, options: { name?: string; list: string }) =>
+      (await import('./commands/subscribers-add.ts')).subscribersAddCommand(cli, email, options),
+    );
   subscribers
     .command('count')
     .description('Count the subscribers of a list, by status')
@@ -75,7 +77,9 @@ export function buildProgram(cli: CliContext): Command {
     .option('--list <name>', 'list to send to', listName, DEFAULT_LIST)
     .option('--resend', 'send again although this issue already went to this list')
     .option('--retry-failed', 'requeue the recipients of the latest send whose attempts ran out on temporary errors, and repair a stuck send')
-    .action(async (issueId: string, options: { list: string; resend?: boolean; retryFailed?: boolean }) => (await import('./commands/send.ts')).sendCommand(cli, issueId, options));
+    .action(async (issueId: string, options: { list: string; resend?: boolean; retryFailed?: boolean }) =>
+      (await import('./commands/send.ts')).sendCommand(cli, issueId, options),
+    );
 
   program
     .command('worker')

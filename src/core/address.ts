@@ -18,6 +18,10 @@ export function normaliseEmail(input: string): string | undefined {
   return address;
 }
 
+/** C0 and C1 controls (CR and LF among them) and the Unicode line separators. */
+// oxlint-disable-next-line no-control-regex -- control characters are exactly what this matches
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g;
+
 /** Longest display name kept; longer ones are cut. */
 const MAX_NAME_LENGTH = 120;
 
@@ -28,8 +32,7 @@ const MAX_NAME_LENGTH = 120;
  */
 export function cleanDisplayName(input: string | undefined): string {
   if (!input) return '';
-  // oxlint-disable-next-line no-control-regex -- control characters are exactly what this removes
-  return input.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, ' ').replace(/\s+/g, ' ').trim().slice(0, MAX_NAME_LENGTH);
+  return input.replace(CONTROL_CHARACTERS, ' ').replace(/\s+/g, ' ').trim().slice(0, MAX_NAME_LENGTH);
 }
 
 /**

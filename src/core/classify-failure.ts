@@ -40,12 +40,22 @@ export function classifySmtpFailure(fields: SmtpFailureFields): FailureClass {
   if (responseCode !== undefined && responseCode >= 500 && responseCode < 600) {
     // 503 is "bad sequence of commands": our session's fault, not this message's.
     if (responseCode === 503) return { permanent: false, scope: 'message', bounce: undefined, reason: `SMTP ${responseCode}: bad sequence, retry` };
-    return { permanent: true, scope: 'message', bounce: permanentBounce(responseCode, enhanced, fields.command), reason: `SMTP ${responseCode}${enhanced ? ` ${enhanced}` : ''}: permanent` };
+    return {
+      permanent: true,
+      scope: 'message',
+      bounce: permanentBounce(responseCode, enhanced, fields.command),
+      reason: `SMTP ${responseCode}${enhanced ? ` ${enhanced}` : ''}: permanent`,
+    };
   }
   if (responseCode !== undefined && responseCode >= 400 && responseCode < 500) {
     // A server that answers, even 421 "closing channel", is judging this message or this sender's
     // pace: retry it with backoff and count the attempt, so one recipient can't stall forever.
-    return { permanent: false, scope: 'message', bounce: fields.command === 'RCPT TO' ? 'soft' : undefined, reason: `SMTP ${responseCode}${enhanced ? ` ${enhanced}` : ''}: temporary` };
+    return {
+      permanent: false,
+      scope: 'message',
+      bounce: fields.command === 'RCPT TO' ? 'soft' : undefined,
+      reason: `SMTP ${responseCode}${enhanced ? ` ${enhanced}` : ''}: temporary`,
+    };
   }
   // No reply at all (refused, timed out, reset): the service is unreachable.
   if (code && TRANSIENT_CODES.has(code)) return { permanent: false, scope: 'service', bounce: undefined, reason: `${code}: connection problem` };

@@ -14,10 +14,7 @@ export class UnknownIssueError extends UserFacingError {
     readonly issuesDir: string,
     readonly known: readonly string[],
   ) {
-    super(
-      `Unknown issue "${issueId}": there is no ${issueId}.yaml in ${issuesDir}.` +
-        (known.length > 0 ? ` Known issues: ${known.join(', ')}.` : ''),
-    );
+    super(`Unknown issue "${issueId}": there is no ${issueId}.yaml in ${issuesDir}.` + (known.length > 0 ? ` Known issues: ${known.join(', ')}.` : ''));
   }
 }
 

@@ -76,7 +76,12 @@ export async function prepareMessageComposer(compiled: CompiledIssue, identity: 
   registerRawHelper(handlebars);
   const renderHtml = handlebars.compile(compiled.htmlTemplate, { strict: true, knownHelpersOnly: true });
   // Text parts travel in canonical form, CRLF line ends (RFC 2045 §6.8 encodes after canonicalising).
-  const renderText = handlebars.compile(toCrlf(compiled.textTemplate), { strict: true, knownHelpersOnly: true, knownHelpers: { [RAW_HELPER]: true }, noEscape: true });
+  const renderText = handlebars.compile(toCrlf(compiled.textTemplate), {
+    strict: true,
+    knownHelpersOnly: true,
+    knownHelpers: { [RAW_HELPER]: true },
+    noEscape: true,
+  });
   const domain = compiled.from.address.slice(compiled.from.address.lastIndexOf('@') + 1);
   const listId = `${compiled.listName}.${new URL(compiled.publicUrl).hostname}`;
   const textPart = preparePart('text/plain', renderText, (value) => value);
@@ -166,7 +171,10 @@ function preparePart(contentType: string, render: Handlebars.TemplateDelegate<Te
       encodeBody: (fields) => [Buffer.from(base64Lines(render(fields)), 'ascii')],
     };
   }
-  const encodeLayout = (layout: typeof named) => ({ fields: layout.fields, fixed: layout.fixed.map((piece) => Buffer.from(quotedPrintablePiece(piece), 'ascii')) });
+  const encodeLayout = (layout: typeof named) => ({
+    fields: layout.fields,
+    fixed: layout.fixed.map((piece) => Buffer.from(quotedPrintablePiece(piece), 'ascii')),
+  });
   const encodedNamed = encodeLayout(named);
   const encodedAnonymous = encodeLayout(anonymous);
   return {

@@ -69,7 +69,9 @@ export async function runDemo(options: { readonly io: { out(line: string): void;
     cleanups.push(() => services.close());
 
     const report = await importSubscribersCsv(services.subscribers, SAMPLE_CSV, DEFAULT_LIST);
-    io.out(`subscribers: ${report.imported} imported, ${report.updated} updated, ${report.invalidCount} invalid from ${path.relative(PROJECT_ROOT, SAMPLE_CSV)}`);
+    io.out(
+      `subscribers: ${report.imported} imported, ${report.updated} updated, ${report.invalidCount} invalid from ${path.relative(PROJECT_ROOT, SAMPLE_CSV)}`,
+    );
 
     const started = Date.now();
     const send = await startSend(services, { issueId: DEMO_ISSUE, list: DEFAULT_LIST, resend: false });
@@ -93,7 +95,9 @@ export async function runDemo(options: { readonly io: { out(line: string): void;
     io.out(`\n${describeSendStatus(status)}\n  took      ${Date.now() - started} ms`);
     if (sink) {
       const files = (await readdir(OUTBOX_DIR)).filter((file) => file.endsWith('.eml'));
-      io.out(`\n${files.length} messages in ${OUTBOX_DIR}/ (open one in a mail client, or: less ${path.join(path.relative(process.cwd(), OUTBOX_DIR) || '.', files[0] ?? '')})`);
+      io.out(
+        `\n${files.length} messages in ${OUTBOX_DIR}/ (open one in a mail client, or: less ${path.join(path.relative(process.cwd(), OUTBOX_DIR) || '.', files[0] ?? '')})`,
+      );
     }
     const preview = await buildIssuePreview(config, DEMO_ISSUE, DEFAULT_LIST);
     const previewDir = path.join(OUTBOX_DIR, 'preview');

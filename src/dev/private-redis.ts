@@ -36,13 +36,30 @@ export async function freePort(): Promise<number> {
  */
 export async function startPrivateRedis(): Promise<PrivateRedis> {
   if (!hasRedisServer()) {
-    throw new UserFacingError('redis-server is not installed. Install it with: apt-get install -y redis-server (Debian/Ubuntu) or brew install redis (macOS), or point REDIS_URL at a running Redis.');
+    throw new UserFacingError(
+      'redis-server is not installed. Install it with: apt-get install -y redis-server (Debian/Ubuntu) or brew install redis (macOS), or point REDIS_URL at a running Redis.',
+    );
   }
   const dir = await mkdtemp(path.join(tmpdir(), 'nl-redis-'));
   const port = await freePort();
   const child: ChildProcess = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--maxmemory-policy', 'noeviction', '--loglevel', 'warning'],
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      dir,
+      '--maxmemory-policy',
+      'noeviction',
+      '--loglevel',
+      'warning',
+    ],
     { stdio: 'ignore' },
   );
   const url = `redis://127.0.0.1:${port}`;

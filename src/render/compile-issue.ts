@@ -92,10 +92,17 @@ export async function compileIssue(issue: Issue, context: CompileContext): Promi
   const htmlTemplate = await mjmlToHtml(mjmlSource);
   const textTemplate = buildTextTemplate(issue, { newsletterName: context.newsletterName, dateLine, viewInBrowserUrl, listName: context.listName });
   const subject = issueSubject(issue, context.newsletterName);
-  for (const [label, template] of [['the compiled HTML', htmlTemplate], ['the text part', textTemplate]] as const) {
+  for (const [label, template] of [
+    ['the compiled HTML', htmlTemplate],
+    ['the text part', textTemplate],
+  ] as const) {
     const unexpected = unexpectedPlaceholders(template);
     if (unexpected.length > 0) {
-      throw new TemplateError(label, undefined, `placeholders other than ${[...SUBSCRIBER_FIELDS].join(', ')} would be filled per subscriber: ${unexpected.join('; ')}`);
+      throw new TemplateError(
+        label,
+        undefined,
+        `placeholders other than ${[...SUBSCRIBER_FIELDS].join(', ')} would be filled per subscriber: ${unexpected.join('; ')}`,
+      );
     }
   }
 
@@ -129,7 +136,13 @@ async function mjmlToHtml(mjmlSource: string): Promise<string> {
   let result: Awaited<ReturnType<typeof mjml2html>>;
   try {
     // fonts: {} keeps MJML from adding a Google Fonts <link>: no third-party request when a subscriber opens the email.
-    result = await mjml2html(mjmlSource, { validationLevel: 'strict', keepComments: false, fonts: {}, minify: true, minifyOptions: { minifyCss: false } } as Parameters<typeof mjml2html>[1]);
+    result = await mjml2html(mjmlSource, {
+      validationLevel: 'strict',
+      keepComments: false,
+      fonts: {},
+      minify: true,
+      minifyOptions: { minifyCss: false },
+    } as Parameters<typeof mjml2html>[1]);
   } catch (error) {
     const details = (error as { errors?: MjmlValidationError[] }).errors;
     const first = details?.[0];

@@ -27,9 +27,9 @@ export function registerRawHelper(handlebars: typeof Handlebars): void {
 /** Lists what in a stage-two template is not one of the subscriber fields, an `#if` on one, or a raw block. */
 export function unexpectedPlaceholders(source: string): string[] {
   const problems: string[] = [];
-  const isField = (node: hbs.AST.Node | undefined) =>
-    node?.type === 'PathExpression' && SUBSCRIBER_FIELDS.has((node as hbs.AST.PathExpression).original);
-  const describe = (node: hbs.AST.Node) => `line ${node.loc.start.line}: ${source.split('\n')[node.loc.start.line - 1]?.slice(node.loc.start.column, node.loc.end.column) ?? node.type}`;
+  const isField = (node: hbs.AST.Node | undefined) => node?.type === 'PathExpression' && SUBSCRIBER_FIELDS.has((node as hbs.AST.PathExpression).original);
+  const describe = (node: hbs.AST.Node) =>
+    `line ${node.loc.start.line}: ${source.split('\n')[node.loc.start.line - 1]?.slice(node.loc.start.column, node.loc.end.column) ?? node.type}`;
 
   const visit = (node: hbs.AST.Node | undefined): void => {
     if (!node) return;

@@ -87,7 +87,10 @@ export function connectionErrorLogger(logger: Logger, source: string): (error: E
       last.repeats += 1;
       return;
     }
-    logger.warn({ source, code, reason: error.message, repeatsSinceLastLine: last?.code === code ? last.repeats : 0 }, `${source}: Redis connection error; retrying`);
+    logger.warn(
+      { source, code, reason: error.message, repeatsSinceLastLine: last?.code === code ? last.repeats : 0 },
+      `${source}: Redis connection error; retrying`,
+    );
     last = { code, at: now, repeats: 0 };
   };
 }

@@ -40,7 +40,8 @@ export async function migrateStore(redis: Redis, prefix: string, logger: Logger)
   const keys = redisKeys(prefix);
   if (Number(await redis.get(keys.schemaVersion)) >= SCHEMA_VERSION) return;
   const old = layoutOneKeys(prefix);
-  const hasLayoutOne = (await redis.exists(old.subscriberByEmail, old.lists, old.subscriberSeq)) > 0 || (await firstMatch(redis, old.issueSendsPattern)) !== undefined;
+  const hasLayoutOne =
+    (await redis.exists(old.subscriberByEmail, old.lists, old.subscriberSeq)) > 0 || (await firstMatch(redis, old.issueSendsPattern)) !== undefined;
   if (!hasLayoutOne) {
     await redis.set(keys.schemaVersion, String(SCHEMA_VERSION), 'NX');
     return;
@@ -49,7 +50,8 @@ export async function migrateStore(redis: Redis, prefix: string, logger: Logger)
   if ((await redis.set(keys.migrationLock, token, 'PX', LOCK_MS, 'NX')) !== 'OK') {
     const deadline = Date.now() + LOCK_MS;
     while (Number(await redis.get(keys.schemaVersion)) < SCHEMA_VERSION) {
-      if (Date.now() > deadline) throw new Error(`Another process has been migrating the Redis data under "${prefix}" for too long; check it, or delete ${keys.migrationLock}`);
+      if (Date.now() > deadline)
+        throw new Error(`Another process has been migrating the Redis data under "${prefix}" for too long; check it, or delete ${keys.migrationLock}`);
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
     return;
@@ -129,7 +131,7 @@ async function mergeInto(redis: Redis, prefix: string, lists: readonly string[],
 async function recount(redis: Redis, prefix: string, list: string): Promise<void> {
   const keys = redisKeys(prefix);
   const counts = Object.fromEntries(SUBSCRIBER_STATUSES.map((status) => [status, 0])) as Record<SubscriberStatus, number>;
-  for (let after = 0; ; ) {
+  for (let after = 0; ;) {
     const ids = await redis.zrangebyscore(keys.list(list), `(${after}`, '+inf', 'LIMIT', 0, 1000);
     if (ids.length === 0) break;
     const pipeline = redis.pipeline();

@@ -9,7 +9,9 @@ export class CorruptRecordError extends Error {
 export function parseRecord<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
-  throw new CorruptRecordError(`${what} is unreadable: ${parsed.error.issues.map((issue) => `${issue.path.join('.') || '(value)'}: ${issue.message}`).join('; ')}`);
+  throw new CorruptRecordError(
+    `${what} is unreadable: ${parsed.error.issues.map((issue) => `${issue.path.join('.') || '(value)'}: ${issue.message}`).join('; ')}`,
+  );
 }
 
 /** JSON.parse that gives undefined for text that isn't JSON, so the schema reports it. */

@@ -161,12 +161,21 @@ export class SendStore {
   }
 
   async markFanOutDone(sendId: string): Promise<void> {
-    await runScript(this.redis, 'fanOutDone', { send: this.keys.send(sendId), recipients: this.keys.sendRecipients(sendId) }, { now: new Date().toISOString() });
+    await runScript(
+      this.redis,
+      'fanOutDone',
+      { send: this.keys.send(sendId), recipients: this.keys.sendRecipients(sendId) },
+      { now: new Date().toISOString() },
+    );
   }
 
   /** The recipient's state, and so whether this job still has work to do. */
   async recipientState(sendId: string, subscriberId: string): Promise<RecipientState | undefined> {
-    return parseRecord(recipientStateSchema, (await this.redis.hget(this.keys.sendRecipients(sendId), subscriberId)) ?? undefined, `Recipient ${subscriberId} of send ${sendId}`);
+    return parseRecord(
+      recipientStateSchema,
+      (await this.redis.hget(this.keys.sendRecipients(sendId), subscriberId)) ?? undefined,
+      `Recipient ${subscriberId} of send ${sendId}`,
+    );
   }
 
   /** The states of many recipients in one round trip, in input order (undefined: not a recipient). */
@@ -234,7 +243,10 @@ export class SendStore {
       cursor = next;
       for (let index = 0; index + 1 < entries.length && result.length < limit; index += 2) {
         const subscriberId = entries[index]!;
-        result.push({ subscriberId, failure: parseRecord(recipientFailureSchema, parseJson(entries[index + 1]), `The failure of recipient ${subscriberId} of send ${sendId}`) });
+        result.push({
+          subscriberId,
+          failure: parseRecord(recipientFailureSchema, parseJson(entries[index + 1]), `The failure of recipient ${subscriberId} of send ${sendId}`),
+        });
       }
     } while (cursor !== '0' && result.length < limit);
     return result;

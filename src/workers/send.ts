@@ -110,10 +110,17 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
       lateDelays,
     ).then(
       (changed) => {
-        if (changed) log.warn({ outcome: error instanceof AcceptedButUnrecordedError ? 'accepted' : 'failed', stalled, reason: error.message }, 'recorded the outcome of a job that ended outside its handler');
+        if (changed)
+          log.warn(
+            { outcome: error instanceof AcceptedButUnrecordedError ? 'accepted' : 'failed', stalled, reason: error.message },
+            'recorded the outcome of a job that ended outside its handler',
+          );
       },
       (recordError: unknown) =>
-        log.error({ err: recordError }, 'could not record the outcome of a failed job; the recipient stays queued: `newsletter send <issue> --retry-failed` requeues it'),
+        log.error(
+          { err: recordError },
+          'could not record the outcome of a failed job; the recipient stays queued: `newsletter send <issue> --retry-failed` requeues it',
+        ),
     );
     pendingRecords.add(recorded);
     void recorded.finally(() => pendingRecords.delete(recorded));

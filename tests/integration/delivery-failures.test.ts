@@ -7,7 +7,6 @@ import { retryFailedRecipients } from '../../src/app/start-send.ts';
 import { createHarness, seedSubscribers } from '../support/harness.ts';
 import { startTcpGate } from '../support/tcp-gate.ts';
 
-
 describe('delivery failures', () => {
   it('fails a recipient the server rejects with 550 at once, and shows who failed and why', async () => {
     let rcptAttempts = 0;
@@ -53,10 +52,15 @@ describe('delivery failures', () => {
     await harness.startWorker({
       wrapDeps: (deps) => ({
         ...deps,
-        subscribers: withFault(deps.subscribers, 'get', () => undefined, (subscriber) => {
-          staleReads += 1;
-          return subscriber && { ...subscriber, status: 'active' as const };
-        }),
+        subscribers: withFault(
+          deps.subscribers,
+          'get',
+          () => undefined,
+          (subscriber) => {
+            staleReads += 1;
+            return subscriber && { ...subscriber, status: 'active' as const };
+          },
+        ),
       }),
     });
     expect(await harness.waitForSend(sendId)).toMatchObject({ failed: 1 });
@@ -147,21 +151,33 @@ describe('delivery failures', () => {
         ...deps,
         // A subscriber whose name can't be read when the message is composed: composing throws
         // before any SMTP exchange.
-        subscribers: withFault(deps.subscribers, 'get', () => undefined, (subscriber) =>
-          subscriber?.id === '2'
-            ? Object.defineProperty({ ...subscriber }, 'name', {
-                get: () => {
-                  throw new Error('injected: unencodable name');
-                },
-              })
-            : subscriber,
+        subscribers: withFault(
+          deps.subscribers,
+          'get',
+          () => undefined,
+          (subscriber) =>
+            subscriber?.id === '2'
+              ? Object.defineProperty({ ...subscriber }, 'name', {
+                  get: () => {
+                    throw new Error('injected: unencodable name');
+                  },
+                })
+              : subscriber,
         ),
       }),
     });
     const record = await harness.waitForSend(sendId);
     expect(record).toMatchObject({ state: 'sent-with-failures', accepted: 1, failed: 1 });
     const report = await sendStatusReport(services, 'vol-138', 'weekly');
-    expect(report.failures).toEqual([expect.objectContaining({ subscriberId: '2', code: 'ECOMPOSE', permanent: true, attempts: 1, response: expect.stringContaining('injected: unencodable name') })]);
+    expect(report.failures).toEqual([
+      expect.objectContaining({
+        subscriberId: '2',
+        code: 'ECOMPOSE',
+        permanent: true,
+        attempts: 1,
+        response: expect.stringContaining('injected: unencodable name'),
+      }),
+    ]);
     expect(harness.received.map((message) => message.recipients[0])).toEqual(['reader1@example.org']);
   });
 
@@ -180,7 +196,11 @@ describe('delivery failures', () => {
     expect(describeSendStatus(stuck)).toContain('STUCK');
     expect(await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' })).toEqual({ sendId, requeued: 0, repaired: 1 });
     expect(await harness.waitForSend(sendId)).toMatchObject({ state: 'sent', accepted: 3 });
-    expect(harness.received.map((message) => message.recipients[0] ?? '').sort()).toEqual(['reader1@example.org', 'reader2@example.org', 'reader3@example.org']);
+    expect(harness.received.map((message) => message.recipients[0] ?? '').sort()).toEqual([
+      'reader1@example.org',
+      'reader2@example.org',
+      'reader3@example.org',
+    ]);
   });
 
   it('retries a temporary 451 with backoff and then delivers once', async () => {

@@ -8,7 +8,6 @@ import type { SendJobData } from '../../src/store/send-queue.ts';
 import { compileContextFor } from '../../src/render/compile-issue.ts';
 import { createHarness, seedSubscribers } from '../support/harness.ts';
 
-
 describe('a fan-out interrupted by a crash', () => {
   it('resumes where it stopped and mails every subscriber exactly once', async () => {
     const harness = await createHarness('resume', { config: { FANOUT_CHUNK_SIZE: '500' } });

@@ -54,7 +54,9 @@ describe('subscribers import of a file that is not a good CSV', () => {
     const { services } = await createHarness('csv-gzip');
     const target = await file('list.csv.gz', gzipSync(['email,name', ...rows(1, 100)].join('\n')));
     const error = await importError(services.subscribers, target);
-    expect(error.message).toMatch(new RegExp(`^${escapeRegExp(target)}: this does not look like a CSV text file \\(binary data at line \\d+\\); nothing was imported$`));
+    expect(error.message).toMatch(
+      new RegExp(`^${escapeRegExp(target)}: this does not look like a CSV text file \\(binary data at line \\d+\\); nothing was imported$`),
+    );
   });
 
   it('stops at binary data far into a large file; the rows before it stay imported', async () => {
@@ -120,7 +122,9 @@ describe('subscribers import of a file that is not a good CSV', () => {
     const lines = ['email,name', ...rows(1, 1), 'reader2@example.org,"Reader 2', ...rows(3, 60_000)];
     const target = await file('runaway.csv', `${lines.join('\n')}\n`);
     const error = await importError(services.subscribers, target);
-    expect(error.message).toMatch(new RegExp(`^${escapeRegExp(target)}: malformed CSV at line 3: the row runs on for more than 1 MiB; is a quote never closed\\?`));
+    expect(error.message).toMatch(
+      new RegExp(`^${escapeRegExp(target)}: malformed CSV at line 3: the row runs on for more than 1 MiB; is a quote never closed\\?`),
+    );
     expect(error.message).toContain('; 1 row was imported before it');
     expect((await services.subscribers.countList('weekly')).total).toBe(1);
   });

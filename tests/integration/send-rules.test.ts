@@ -3,15 +3,12 @@ import { STATUS_CHANGES } from '../../src/core/subscriber.ts';
 import { describe, expect, it } from 'vitest';
 import { createHarness, seedSubscribers } from '../support/harness.ts';
 
-
 describe('what send refuses', () => {
   it('refuses a draft issue and queues nothing', async () => {
     const harness = await createHarness('draft');
     const { services } = harness;
     await seedSubscribers(services, 3);
-    await expect(harness.send('draft-sample')).rejects.toThrow(
-      /draft-sample" is a draft/,
-    );
+    await expect(harness.send('draft-sample')).rejects.toThrow(/draft-sample" is a draft/);
     expect(await services.queue.count()).toBe(0);
     expect(await services.sends.latestId('draft-sample')).toBeUndefined();
   });
@@ -31,9 +28,7 @@ describe('what send refuses', () => {
     const first = await harness.send('vol-138');
     await harness.waitForSend(first.sendId);
 
-    await expect(harness.send('vol-138')).rejects.toThrow(
-      /already sent to list "weekly".*--resend/,
-    );
+    await expect(harness.send('vol-138')).rejects.toThrow(/already sent to list "weekly".*--resend/);
     expect(harness.received).toHaveLength(5);
 
     const second = await harness.send('vol-138', { resend: true });
@@ -56,7 +51,7 @@ describe('what send refuses', () => {
 });
 
 describe('every worker sends the identical version', () => {
-  it('uses the sender and link base recorded with the send, not the worker\'s own settings', async () => {
+  it("uses the sender and link base recorded with the send, not the worker's own settings", async () => {
     const harness = await createHarness('identity');
     const { services, config } = harness;
     await seedSubscribers(services, 2);

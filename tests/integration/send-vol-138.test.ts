@@ -4,7 +4,6 @@ import { sendStatusReport } from '../../src/app/send-report.ts';
 import { UNSUBSCRIBE_PURPOSE, verifyToken } from '../../src/core/tokens.ts';
 import { createHarness, seedSubscribers } from '../support/harness.ts';
 
-
 const firstAddress = (field: AddressObject | AddressObject[] | undefined) => (Array.isArray(field) ? field[0] : field)?.value[0];
 
 describe('sending vol-138 to 200 subscribers', () => {
@@ -41,7 +40,9 @@ describe('sending vol-138 to 200 subscribers', () => {
       expect(mail!.headers.get('content-type')).toMatchObject({ value: 'multipart/alternative' });
       expect(mail!.text).toContain(`Hi Reader ${n},`);
       expect(mail!.html).toContain(`Hi Reader ${n},`);
-      expect(mail!.subject).toBe('IR Research Weekly Vol.138: Training-Free Text Embeddings from Frozen LLMs, Scalable Relevance Labeling for Enterprise Search, and More!');
+      expect(mail!.subject).toBe(
+        'IR Research Weekly Vol.138: Training-Free Text Embeddings from Frozen LLMs, Scalable Relevance Labeling for Enterprise Search, and More!',
+      );
       expect(firstAddress(mail!.from)).toMatchObject({ address: 'weekly@example.org', name: 'IR Research Weekly' });
       const headerLine = (key: string) => mail!.headerLines.filter((line) => line.key === key).map((line) => line.line);
       expect(headerLine('list-unsubscribe-post')).toEqual(['List-Unsubscribe-Post: List-Unsubscribe=One-Click']);

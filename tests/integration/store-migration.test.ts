@@ -16,7 +16,14 @@ async function writeLayoutOne(redis: Redis, prefix: string): Promise<void> {
     .set(`${prefix}:sub:seq`, '3')
     // Layout 1 kept the local part's case, so one person could be two subscribers.
     .hset(`${prefix}:sub:by-email`, { 'reader5@example.com': '1', 'READER5@example.com': '2', 'ada@example.org': '3' })
-    .hset(`${prefix}:sub:1`, { email: 'reader5@example.com', name: 'Reader Five', status: 'active', attributes: '{"team":"ir"}', createdAt: now, updatedAt: now })
+    .hset(`${prefix}:sub:1`, {
+      email: 'reader5@example.com',
+      name: 'Reader Five',
+      status: 'active',
+      attributes: '{"team":"ir"}',
+      createdAt: now,
+      updatedAt: now,
+    })
     .hset(`${prefix}:sub:2`, { email: 'READER5@example.com', name: 'R5', status: 'unsubscribed', attributes: '{}', createdAt: now, updatedAt: now })
     .hset(`${prefix}:sub:3`, { email: 'ada@example.org', name: 'Ada', status: 'active', attributes: '{}', createdAt: now, updatedAt: now })
     .sadd(`${prefix}:lists`, 'weekly')
@@ -70,7 +77,9 @@ describe('data stored by the first release', () => {
     expect((await sends.sentIssues()).map((issue) => issue.issueId)).toEqual(['vol-138']);
 
     // Nothing is left under the old names, and a new subscriber gets a fresh id.
-    expect(await redis.exists(`${prefix}:sub:by-email`, `${prefix}:sub:1`, `${prefix}:lists`, `${prefix}:send:vol-138.weekly.1`, `${prefix}:issue:vol-138:sends`)).toBe(0);
+    expect(
+      await redis.exists(`${prefix}:sub:by-email`, `${prefix}:sub:1`, `${prefix}:lists`, `${prefix}:send:vol-138.weekly.1`, `${prefix}:issue:vol-138:sends`),
+    ).toBe(0);
     expect(await subscribers.upsert({ email: 'grace@example.org', list: 'weekly' })).toMatchObject({ created: true });
     expect(Number(await subscribers.findIdByEmail('grace@example.org'))).toBeGreaterThan(3);
 

@@ -50,7 +50,12 @@ describe('subscribers import', () => {
 
     const graceId = await subscribers.findIdByEmail('grace@example.org');
     expect(graceId).toBeDefined();
-    expect(await subscribers.get(graceId!)).toMatchObject({ email: 'grace@example.org', name: 'Amazing Grace', attributes: { company: 'US Navy', country: 'US' }, status: 'active' });
+    expect(await subscribers.get(graceId!)).toMatchObject({
+      email: 'grace@example.org',
+      name: 'Amazing Grace',
+      attributes: { company: 'US Navy', country: 'US' },
+      status: 'active',
+    });
     const zoe = await subscribers.get((await subscribers.findIdByEmail('zoe@example.org'))!);
     expect(zoe).toMatchObject({ name: 'Martín, Zoë', attributes: { country: 'ES' } });
     const ada = await subscribers.get((await subscribers.findIdByEmail('ada@example.org'))!);
@@ -81,7 +86,9 @@ describe('subscribers import', () => {
     await expect(importSubscribersCsv(subscribers, await csv('nomail.csv', 'name,address\nAda,x\n'), 'weekly')).rejects.toThrow(/no "email" column/);
     const unclosed = await csv('quote.csv', 'email,name\nada@example.org,"unclosed\n');
     await expect(importSubscribersCsv(subscribers, unclosed, 'weekly')).rejects.toThrow(CsvImportError);
-    await expect(importSubscribersCsv(subscribers, unclosed, 'weekly')).rejects.toThrow(`${unclosed}: malformed CSV at line 2: a quote opens a field that is never closed`);
+    await expect(importSubscribersCsv(subscribers, unclosed, 'weekly')).rejects.toThrow(
+      `${unclosed}: malformed CSV at line 2: a quote opens a field that is never closed`,
+    );
     await expect(importSubscribersCsv(subscribers, path.join(dir, 'missing.csv'), 'weekly')).rejects.toThrow(/no such file/);
     await expect(importSubscribersCsv(subscribers, dir, 'weekly')).rejects.toThrow(/is a folder, not a CSV file/);
     await expect(importSubscribersCsv(subscribers, await csv('empty.csv', ''), 'weekly')).rejects.toThrow(/the file is empty/);

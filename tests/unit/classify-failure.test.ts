@@ -3,15 +3,51 @@ import { classifySmtpFailure, type SmtpFailureFields } from '../../src/core/clas
 
 describe('classifySmtpFailure', () => {
   const table: [string, SmtpFailureFields, { permanent: boolean; bounce: 'hard' | 'soft' | undefined }][] = [
-    ['550 5.1.1 user unknown at RCPT', { code: 'EENVELOPE', responseCode: 550, response: '550 5.1.1 User unknown', command: 'RCPT TO' }, { permanent: true, bounce: 'hard' }],
-    ['553 5.1.3 bad address syntax after DATA', { code: 'EMESSAGE', responseCode: 553, response: '553 5.1.3 Bad recipient address syntax', command: 'DATA' }, { permanent: true, bounce: 'hard' }],
-    ['554 5.7.1 policy rejection of the message', { code: 'EMESSAGE', responseCode: 554, response: '554 5.7.1 Message rejected', command: 'DATA' }, { permanent: true, bounce: undefined }],
-    ['550 5.7.1 spam block at RCPT says nothing about the address', { code: 'EENVELOPE', responseCode: 550, response: '550 5.7.1 Blocked by policy', command: 'RCPT TO' }, { permanent: true, bounce: undefined }],
-    ['552 5.2.2 mailbox full at RCPT: fails, but the address is fine', { code: 'EENVELOPE', responseCode: 552, response: '552 5.2.2 Mailbox full', command: 'RCPT TO' }, { permanent: true, bounce: 'soft' }],
-    ['550 at RCPT without an enhanced code', { code: 'EENVELOPE', responseCode: 550, response: '550 No such user here', command: 'RCPT TO' }, { permanent: true, bounce: 'hard' }],
-    ['503 bad sequence is ours: retry', { code: 'EPROTOCOL', responseCode: 503, response: '503 5.5.1 Bad sequence of commands', command: 'RCPT TO' }, { permanent: false, bounce: undefined }],
-    ['451 greylisting at RCPT', { code: 'EENVELOPE', responseCode: 451, response: '451 4.7.1 Greylisted, try again', command: 'RCPT TO' }, { permanent: false, bounce: 'soft' }],
-    ['421 service busy at DATA', { code: 'EMESSAGE', responseCode: 421, response: '421 4.3.2 Service not available', command: 'DATA' }, { permanent: false, bounce: undefined }],
+    [
+      '550 5.1.1 user unknown at RCPT',
+      { code: 'EENVELOPE', responseCode: 550, response: '550 5.1.1 User unknown', command: 'RCPT TO' },
+      { permanent: true, bounce: 'hard' },
+    ],
+    [
+      '553 5.1.3 bad address syntax after DATA',
+      { code: 'EMESSAGE', responseCode: 553, response: '553 5.1.3 Bad recipient address syntax', command: 'DATA' },
+      { permanent: true, bounce: 'hard' },
+    ],
+    [
+      '554 5.7.1 policy rejection of the message',
+      { code: 'EMESSAGE', responseCode: 554, response: '554 5.7.1 Message rejected', command: 'DATA' },
+      { permanent: true, bounce: undefined },
+    ],
+    [
+      '550 5.7.1 spam block at RCPT says nothing about the address',
+      { code: 'EENVELOPE', responseCode: 550, response: '550 5.7.1 Blocked by policy', command: 'RCPT TO' },
+      { permanent: true, bounce: undefined },
+    ],
+    [
+      '552 5.2.2 mailbox full at RCPT: fails, but the address is fine',
+      { code: 'EENVELOPE', responseCode: 552, response: '552 5.2.2 Mailbox full', command: 'RCPT TO' },
+      { permanent: true, bounce: 'soft' },
+    ],
+    [
+      '550 at RCPT without an enhanced code',
+      { code: 'EENVELOPE', responseCode: 550, response: '550 No such user here', command: 'RCPT TO' },
+      { permanent: true, bounce: 'hard' },
+    ],
+    [
+      '503 bad sequence is ours: retry',
+      { code: 'EPROTOCOL', responseCode: 503, response: '503 5.5.1 Bad sequence of commands', command: 'RCPT TO' },
+      { permanent: false, bounce: undefined },
+    ],
+    [
+      '451 greylisting at RCPT',
+      { code: 'EENVELOPE', responseCode: 451, response: '451 4.7.1 Greylisted, try again', command: 'RCPT TO' },
+      { permanent: false, bounce: 'soft' },
+    ],
+    [
+      '421 service busy at DATA',
+      { code: 'EMESSAGE', responseCode: 421, response: '421 4.3.2 Service not available', command: 'DATA' },
+      { permanent: false, bounce: undefined },
+    ],
     ['connection refused', { code: 'ECONNECTION' }, { permanent: false, bounce: undefined }],
     ['timeout', { code: 'ETIMEDOUT' }, { permanent: false, bounce: undefined }],
     ['socket error', { code: 'ESOCKET' }, { permanent: false, bounce: undefined }],

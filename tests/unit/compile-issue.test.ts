@@ -11,7 +11,13 @@ import { TemplateError } from '../../src/core/errors.ts';
 import { compileIssue, GMAIL_CLIP_BYTES, type CompiledIssue } from '../../src/render/compile-issue.ts';
 
 const TEMPLATES_DIR = path.join(PROJECT_ROOT, 'emails');
-const context = { from: { name: 'IR Research Weekly', address: 'weekly@example.org' }, newsletterName: 'IR Research Weekly', publicUrl: 'https://newsletter.example.org', listName: 'weekly', templatesDir: TEMPLATES_DIR };
+const context = {
+  from: { name: 'IR Research Weekly', address: 'weekly@example.org' },
+  newsletterName: 'IR Research Weekly',
+  publicUrl: 'https://newsletter.example.org',
+  listName: 'weekly',
+  templatesDir: TEMPLATES_DIR,
+};
 const identity = { sendId: 'vol-138.weekly.1', appSecret: 'unit-test-secret-0123456789abcdef0123456789' };
 
 let issue: Issue;
@@ -52,13 +58,25 @@ describe('compiling an issue', () => {
       ...issue,
       title: 'Prompt templates like {{name}} and {{topic}}, or \\{{email}} escaped',
       intro: { ...issue.intro, highlights: ['Why {{email}} leaks, from {{org}}'] },
-      papers: [{ ...issue.papers[0]!, organisation: '{{unsubscribeUrl}} Labs', links: [{ type: 'other', url: 'https://example.org/{{name}}', label: 'See {{name}}' }] }],
+      papers: [
+        {
+          ...issue.papers[0]!,
+          organisation: '{{unsubscribeUrl}} Labs',
+          links: [{ type: 'other', url: 'https://example.org/{{name}}', label: 'See {{name}}' }],
+        },
+      ],
       tools: [{ ...issue.tools[0]!, name: 'Tool {{#if name}}x{{/if}}' }],
     };
     const composer = await prepareMessageComposer(await compileIssue(braces, context), identity);
     const parts = composer.renderParts({ id: '7', email: 'ada@example.org', name: 'Ada' });
     expect(parts.text).not.toContain('ada@example.org escaped');
-    for (const literal of ['Prompt templates like {{name}} and {{topic}}, or \\{{email}} escaped', 'Why {{email}} leaks, from {{org}}', '{{unsubscribeUrl}} Labs', 'See {{name}}: https://example.org/{{name}}', 'Tool {{#if name}}x{{/if}}']) {
+    for (const literal of [
+      'Prompt templates like {{name}} and {{topic}}, or \\{{email}} escaped',
+      'Why {{email}} leaks, from {{org}}',
+      '{{unsubscribeUrl}} Labs',
+      'See {{name}}: https://example.org/{{name}}',
+      'Tool {{#if name}}x{{/if}}',
+    ]) {
       expect(parts.text).toContain(literal);
     }
     expect(parts.html).toContain('Prompt templates like &#123;&#123;name&#125;&#125; and &#123;&#123;topic&#125;&#125;');
@@ -72,7 +90,9 @@ describe('compiling an issue', () => {
       await cp(TEMPLATES_DIR, dir, { recursive: true });
       const footer = path.join(dir, 'partials/footer.mjml.hbs');
       await writeFile(footer, (await readFile(footer, 'utf8')).replace('Unsubscribe</a>', 'Unsubscribe</a> \\{{topic}}'));
-      await expect(compileIssue(issue, { ...context, templatesDir: dir })).rejects.toThrow(/the compiled HTML: placeholders other than name, email, unsubscribeUrl.*\{\{topic\}\}/);
+      await expect(compileIssue(issue, { ...context, templatesDir: dir })).rejects.toThrow(
+        /the compiled HTML: placeholders other than name, email, unsubscribeUrl.*\{\{topic\}\}/,
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -129,7 +149,12 @@ describe('composing the message', () => {
     const expected = composer.renderParts(recipient);
     expect(mail.html).toBe(expected.html);
     expect(mail.text?.replace(/\r\n/g, '\n').trimEnd()).toBe(expected.text.replace(/\r\n/g, '\n').trimEnd());
-    expect(composer.compose(recipient).raw.toString().match(/Content-Transfer-Encoding: [\w-]+/g)).toEqual(['Content-Transfer-Encoding: quoted-printable', 'Content-Transfer-Encoding: quoted-printable']);
+    expect(
+      composer
+        .compose(recipient)
+        .raw.toString()
+        .match(/Content-Transfer-Encoding: [\w-]+/g),
+    ).toEqual(['Content-Transfer-Encoding: quoted-printable', 'Content-Transfer-Encoding: quoted-printable']);
   });
 
   it('keeps every line within the 76 characters RFC 2045 allows, whatever the name and address', async () => {
@@ -172,7 +197,9 @@ describe('a broken template', () => {
   }
 
   it('names the partial and the element MJML rejects', async () => {
-    const templatesDir = await templatesWith('partials/paper-card.mjml.hbs', (source) => source.replace('<mj-text font-size="13px"', '<mj-text font-size="huge"'));
+    const templatesDir = await templatesWith('partials/paper-card.mjml.hbs', (source) =>
+      source.replace('<mj-text font-size="13px"', '<mj-text font-size="huge"'),
+    );
     const error = await compileIssue(issue, { ...context, templatesDir }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(TemplateError);
     expect(error).toMatchObject({ template: 'partials/paper-card.mjml.hbs', element: 'mj-text' });

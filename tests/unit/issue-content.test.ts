@@ -76,7 +76,10 @@ describe('issue validation', () => {
 
   it('names the file, the field and the reason for an invalid issue', async () => {
     const valid = await readFile(path.join(ISSUES_DIR, 'draft-sample.yaml'), 'utf8');
-    const broken = valid.replace('status: draft', 'status: ready').replace(/type: code/, 'type: video').replace(/^volume: .*$/m, 'volume: -3');
+    const broken = valid
+      .replace('status: draft', 'status: ready')
+      .replace(/type: code/, 'type: video')
+      .replace(/^volume: .*$/m, 'volume: -3');
     const error = (() => {
       try {
         parseIssueSource(broken, 'emails/issues/broken.yaml');

@@ -36,7 +36,9 @@ function sourceFiles(dir: string): string[] {
 
 function importsOf(file: string): string[] {
   const source = readFileSync(path.join(PROJECT_ROOT, file), 'utf8');
-  return [...source.matchAll(/(?:from\s+|import\()['"](\.{1,2}\/[^'"]+)['"]/g)].map((match) => path.relative(PROJECT_ROOT, path.resolve(PROJECT_ROOT, path.dirname(file), match[1]!)));
+  return [...source.matchAll(/(?:from\s+|import\()['"](\.{1,2}\/[^'"]+)['"]/g)].map((match) =>
+    path.relative(PROJECT_ROOT, path.resolve(PROJECT_ROOT, path.dirname(file), match[1]!)),
+  );
 }
 
 describe('the layers', () => {
@@ -45,9 +47,15 @@ describe('the layers', () => {
   it('only import downwards: core imports nothing of ours, render never reaches delivery or the store', () => {
     const upward = files
       .filter((file) => !file.startsWith(DEV))
-      .flatMap((file) => importsOf(file).filter((target) => !target.startsWith(DEV) && layerOf(target) > layerOf(file)).map((target) => `${file} → ${target}`));
+      .flatMap((file) =>
+        importsOf(file)
+          .filter((target) => !target.startsWith(DEV) && layerOf(target) > layerOf(file))
+          .map((target) => `${file} → ${target}`),
+      );
     expect(upward).toEqual([]);
-    const coreImports = files.filter((file) => file.startsWith('src/core/')).flatMap((file) => importsOf(file).filter((target) => !target.startsWith('src/core/')));
+    const coreImports = files
+      .filter((file) => file.startsWith('src/core/'))
+      .flatMap((file) => importsOf(file).filter((target) => !target.startsWith('src/core/')));
     expect(coreImports).toEqual([]);
   });
 
