@@ -31,6 +31,44 @@ export async function freePort(): Promise<number> {
 }
 
 /**
+ * Spawns redis-server on loopback with `noeviction` (as BullMQ requires) and no RDB snapshots;
+ * `appendOnly` keeps its data across a restart in `dir`.
+ */
+export function spawnRedisServer(options: { readonly port: number; readonly dir: string; readonly appendOnly: boolean }): ChildProcess {
+  return spawn(
+    'redis-server',
+    [
+      ...['--port', String(options.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', options.appendOnly ? 'yes' : 'no'],
+      ...['--dir', options.dir, '--maxmemory-policy', 'noeviction', '--loglevel', 'warning'],
+    ],
+    { stdio: 'ignore' },
+  );
+}
+
+/** Waits until a just-spawned redis-server answers PING (after loading its AOF), or kills it and throws. */
+export async function waitUntilRedisAnswers(url: string, child: ChildProcess, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    // Refusals are expected while the server boots; connect() rejects with them and we retry.
+    probe.on('error', () => undefined);
+    try {
+      await probe.connect();
+      await probe.ping();
+      probe.disconnect();
+      return;
+    } catch (error) {
+      probe.disconnect();
+      if (Date.now() > deadline || child.exitCode !== null) {
+        child.kill('SIGKILL');
+        throw new Error(`redis-server at ${url} did not start: ${(error as Error).message}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  }
+}
+
+/**
  * Starts a throwaway redis-server: no persistence, loopback only, `noeviction` as BullMQ requires.
  * Its data lives and dies with it; nothing shared is ever touched or flushed.
  */
@@ -42,46 +80,9 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   }
   const dir = await mkdtemp(path.join(tmpdir(), 'nl-redis-'));
   const port = await freePort();
-  const child: ChildProcess = spawn(
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--dir',
-      dir,
-      '--maxmemory-policy',
-      'noeviction',
-      '--loglevel',
-      'warning',
-    ],
-    { stdio: 'ignore' },
-  );
+  const child = spawnRedisServer({ port, dir, appendOnly: false });
   const url = `redis://127.0.0.1:${port}`;
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    // Refusals are expected while the server boots; connect() rejects with them and we retry.
-    probe.on('error', () => undefined);
-    try {
-      await probe.connect();
-      await probe.ping();
-      probe.disconnect();
-      break;
-    } catch (error) {
-      probe.disconnect();
-      if (Date.now() > deadline || child.exitCode !== null) {
-        child.kill('SIGKILL');
-        throw new Error(`private redis-server on port ${port} did not start: ${(error as Error).message}`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
+  await waitUntilRedisAnswers(url, child);
   return {
     url,
     async stop() {

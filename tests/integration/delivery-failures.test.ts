@@ -2,7 +2,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { describeSendStatus, sendStatusReport } from '../../src/app/send-report.ts';
 import { STATUS_CHANGES } from '../../src/core/subscriber.ts';
 import { redisKeys } from '../../src/store/keys.ts';
-import { waitFor, withFault } from '../support/faults.ts';
+import { refusingRecords, waitFor, withFault } from '../support/faults.ts';
 import { retryFailedRecipients } from '../../src/app/start-send.ts';
 import { createHarness, seedSubscribers } from '../support/harness.ts';
 import { startTcpGate } from '../support/tcp-gate.ts';
@@ -86,21 +86,11 @@ describe('delivery failures', () => {
     const { services } = harness;
     await seedSubscribers(services, 1);
     const { sendId } = await harness.send('vol-138');
-    let refusedRecords = 0;
     // An injected store fault: every try the handler makes to record this acceptance fails.
-    await harness.startWorker({
-      recordRetryDelaysMs: [1, 1],
-      wrapDeps: (deps) => ({
-        ...deps,
-        sends: withFault(deps.sends, 'markRecipient', (_sendId, _subscriberId, state) => {
-          if (state !== 'accepted') return;
-          refusedRecords += 1;
-          throw new Error('injected: Redis refused the write');
-        }),
-      }),
-    });
+    const fault = refusingRecords('accepted');
+    await harness.startWorker({ recordRetryDelaysMs: [1, 1], wrapDeps: fault.wrapDeps });
     const record = await harness.waitForSend(sendId);
-    expect(refusedRecords).toBe(3); // the first try and both retries failed
+    expect(fault.refused()).toBe(3); // the first try and both retries failed
     expect(record).toMatchObject({ state: 'sent', accepted: 1, failed: 0 });
     // The job was failed on purpose, so BullMQ never runs it (and never sends it) again.
     const [failedJob] = await services.queue.getFailed();
@@ -121,20 +111,10 @@ describe('delivery failures', () => {
     const { services } = harness;
     await seedSubscribers(services, 1);
     const { sendId } = await harness.send('vol-138');
-    let refusedRecords = 0;
-    await harness.startWorker({
-      recordRetryDelaysMs: [1, 1],
-      wrapDeps: (deps) => ({
-        ...deps,
-        sends: withFault(deps.sends, 'markRecipient', (_sendId, _subscriberId, state) => {
-          if (state !== 'failed' || refusedRecords >= 4) return;
-          refusedRecords += 1;
-          throw new Error('injected: Redis refused the write');
-        }),
-      }),
-    });
+    const fault = refusingRecords('failed', 4);
+    await harness.startWorker({ recordRetryDelaysMs: [1, 1], wrapDeps: fault.wrapDeps });
     const record = await harness.waitForSend(sendId);
-    expect(refusedRecords).toBe(4); // three tries in the first run, one in the second
+    expect(fault.refused()).toBe(4); // three tries in the first run, one in the second
     expect(record).toMatchObject({ state: 'sent-with-failures', failed: 1, pending: 0 });
     expect(rcptAttempts).toBe(2); // the job came back once, and was not counted as a retry
     const report = await sendStatusReport(services, 'vol-138', 'weekly');

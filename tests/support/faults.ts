@@ -1,3 +1,4 @@
+import type { DeliveryDeps } from '../../src/delivery/deliver-job.ts';
 /**
  * Wraps one async method of a store so a test can make it fail on purpose (`fault` throws) or
  * change what it returns (`transform`); everything else passes through to the real store.
@@ -29,4 +30,23 @@ export async function waitFor(condition: () => Promise<boolean> | boolean, timeo
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/**
+ * A store fault for a worker's handler (startWorker's wrapDeps): recording a recipient as `state`
+ * fails, `times` times (every time by default). `refused()` says how often it did.
+ */
+export function refusingRecords(state: 'accepted' | 'failed', times = Number.POSITIVE_INFINITY) {
+  let refused = 0;
+  return {
+    refused: () => refused,
+    wrapDeps: (deps: DeliveryDeps): DeliveryDeps => ({
+      ...deps,
+      sends: withFault(deps.sends, 'markRecipient', (_sendId, _subscriberId, recorded) => {
+        if (recorded !== state || refused >= times) return;
+        refused += 1;
+        throw new Error('injected: Redis refused the write');
+      }),
+    }),
+  };
 }

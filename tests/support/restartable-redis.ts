@@ -1,10 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Redis } from 'ioredis';
 import { onTestFinished } from 'vitest';
-import { freePort, hasRedisServer } from '../../src/dev/private-redis.ts';
+import { freePort, hasRedisServer, spawnRedisServer, waitUntilRedisAnswers } from '../../src/dev/private-redis.ts';
 
 /** A redis-server of a test's own that it can stop and start again, keeping its data (AOF). */
 export interface RestartableRedis {
@@ -32,47 +31,11 @@ export async function startRestartableRedis(): Promise<RestartableRedis> {
 
   const start = async () => {
     if (child && child.exitCode === null && child.signalCode === null) throw new Error('redis-server is already running');
-    const server = spawn(
-      'redis-server',
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--save',
-        '',
-        '--appendonly',
-        'yes',
-        '--dir',
-        dir,
-        '--maxmemory-policy',
-        'noeviction',
-        '--loglevel',
-        'warning',
-      ],
-      { stdio: 'ignore' },
-    );
+    const server = spawnRedisServer({ port, dir, appendOnly: true });
     child = server;
     exited = new Promise((resolve) => server.once('exit', () => resolve()));
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      probe.on('error', () => undefined); // refusals are expected while it boots
-      try {
-        await probe.connect();
-        // Answers PING only once the AOF is loaded (LOADING errors before that).
-        await probe.ping();
-        probe.disconnect();
-        return;
-      } catch (error) {
-        probe.disconnect();
-        if (Date.now() > deadline || server.exitCode !== null) {
-          server.kill('SIGKILL');
-          throw new Error(`redis-server on port ${port} did not start: ${(error as Error).message}`);
-        }
-        await new Promise((resolve) => setTimeout(resolve, 25));
-      }
-    }
+    // Answers PING only once the AOF is loaded (LOADING errors before that).
+    await waitUntilRedisAnswers(url, server);
   };
   const stop = async () => {
     const server = child;
