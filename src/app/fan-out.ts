@@ -1,6 +1,7 @@
 import type { Queue } from 'bullmq';
 import type { SubscriberStore } from '../store/subscriber-store.ts';
-import { deliveryJobs, sendJobId, type SendJobData } from '../store/send-queue.ts';
+import { sendJobId, type SendJobData } from '../store/send-queue.ts';
+import { queueDeliveries } from './send-jobs.ts';
 import type { SendStore } from '../store/send-store.ts';
 
 /**
@@ -32,7 +33,7 @@ export async function fanOut(options: {
     // them skipped; leaving them out would leave the send pending forever.
     const states = await sends.recipientStates(sendId, ids);
     const queued = ids.filter((_, index) => states[index] === 'queued');
-    await queue.addBulk(deliveryJobs(sendId, queued, (subscriberId) => sendJobId(sendId, subscriberId)));
+    await queueDeliveries({ sends, queue }, sendId, queued, (subscriberId) => sendJobId(sendId, subscriberId));
     cursor = Number(ids.at(-1));
     await sends.advanceFanOutCursor(sendId, cursor);
   }

@@ -2,7 +2,8 @@ import { loadIssue } from '../content/load-issue.ts';
 import { UserFacingError } from '../core/errors.ts';
 import type { RecipientFailure } from '../core/send-status.ts';
 import type { SendRecord } from '../store/send-store.ts';
-import { isStuck, type SendDeps } from './start-send.ts';
+import { isStuck } from './send-jobs.ts';
+import type { SendDeps } from './start-send.ts';
 
 /** The status of one send, as `newsletter status --json` prints it. */
 export interface SendStatusReport extends SendRecord {
@@ -36,7 +37,7 @@ export async function sendStatusReport(services: SendDeps, issueId: string, list
       ...failure,
     })),
   );
-  return { ...record, sendId, stuck: await isStuck(services, sendId), failures: withEmails };
+  return { ...record, sendId, stuck: await isStuck(services, record), failures: withEmails };
 }
 
 /** The human-readable form of a status report. */

@@ -5,7 +5,8 @@ import { UserFacingError } from '../core/errors.ts';
 import { compileContextFor, compileIssue } from '../render/compile-issue.ts';
 import type { SubscriberStore } from '../store/subscriber-store.ts';
 import { fanOut } from './fan-out.ts';
-import { deliveryJobs, repairJobId, retryJobId, type SendJobData } from '../store/send-queue.ts';
+import { retryJobId, type SendJobData } from '../store/send-queue.ts';
+import { queueDeliveries, repairOrphans } from './send-jobs.ts';
 import type { SendStore } from '../store/send-store.ts';
 
 /** A send the pipeline will not start: a draft, a repeat without --resend, an empty list. */
@@ -77,53 +78,30 @@ export interface RetryFailedResult {
   readonly sendId: string;
   /** Recipients whose attempts had run out on temporary errors (or whose workers kept dying). */
   readonly requeued: number;
-  /** Recipients of a stuck send still recorded as queued with no job left: given a job again. */
+  /** Recipients still queued whose job will not run (a stuck send): given a job again. */
   readonly repaired: number;
+  /** Recipients whose message was accepted but never recorded so: recorded now, not sent again. */
+  readonly acceptedLate: number;
 }
 
 /**
  * Ops' "try the failed ones again" after an outage or a fixed setting: requeues the recipients of the
  * latest send of an issue to a list whose attempts ran out on temporary errors. Permanent failures
- * stay failed, and accepted recipients are never mailed again. A stuck send (recipients queued, no
- * job left to serve them: see sendReport) also gets a job for each of those recipients.
+ * stay failed, and accepted recipients are never mailed again. Recipients still queued whose job
+ * will not run (a stuck send: see sendStatusReport) get a job again.
  */
 export async function retryFailedRecipients(deps: SendDeps, request: { readonly issueId: string; readonly list: string }): Promise<RetryFailedResult> {
-  const { sends, queue, config } = deps;
+  const { sends, config } = deps;
   const sendId = await sends.latestId(request.issueId, request.list);
   if (!sendId) throw new SendRefusedError(`Issue "${request.issueId}" has not been sent to list "${request.list}"; there is nothing to retry.`);
   const chunkSize = config.send.fanOutChunkSize;
-  const stuck = await isStuck(deps, sendId);
   const { round, subscriberIds } = await sends.requeueTemporaryFailures(sendId);
   for (let start = 0; start < subscriberIds.length; start += chunkSize) {
-    const chunk = subscriberIds.slice(start, start + chunkSize);
-    await queue.addBulk(deliveryJobs(sendId, chunk, (subscriberId) => retryJobId(sendId, subscriberId, round)));
+    await queueDeliveries(deps, sendId, subscriberIds.slice(start, start + chunkSize), (subscriberId) => retryJobId(sendId, subscriberId, round));
   }
   await sends.requeueDone(sendId);
-  let repaired = 0;
-  if (stuck) {
-    const requeued = new Set(subscriberIds);
-    const repairTag = `x${Date.now().toString(36)}`;
-    let cursor = '0';
-    do {
-      const page = await sends.queuedRecipientsPage(sendId, cursor);
-      cursor = page.cursor;
-      const orphans = page.subscriberIds.filter((id) => !requeued.has(id));
-      if (orphans.length > 0) await queue.addBulk(deliveryJobs(sendId, orphans, (subscriberId) => repairJobId(sendId, subscriberId, repairTag)));
-      repaired += orphans.length;
-    } while (cursor !== '0');
-  }
-  return { sendId, requeued: subscriberIds.length, repaired };
-}
-
-/**
- * A send is stuck when it has fanned out, still has recipients pending, and the queue holds no job
- * that could serve them (none waiting, delayed, prioritised or running). Counters only, no scan.
- */
-export async function isStuck(deps: Pick<SendDeps, 'sends' | 'queue'>, sendId: string): Promise<boolean> {
-  const record = await deps.sends.get(sendId);
-  if (!record || record.state === 'preparing' || record.pending === 0) return false;
-  const counts = await deps.queue.getJobCounts('waiting', 'delayed', 'prioritized', 'active', 'waiting-children');
-  return Object.values(counts).every((count) => count === 0);
+  const { repaired, acceptedLate } = await repairOrphans(deps, sendId);
+  return { sendId, requeued: subscriberIds.length, repaired, acceptedLate };
 }
 
 function alreadySent(sendId: string, state: string, issueId: string, list: string): SendRefusedError {

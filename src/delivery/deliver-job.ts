@@ -19,6 +19,11 @@ export type DeliveryOutcome =
   | { readonly outcome: 'skipped'; readonly reason: string }
   | { readonly outcome: 'already-done'; readonly state: string };
 
+/** A send whose compiled issue is gone: none of its messages can be composed. */
+class MissingCompiledIssueError extends Error {
+  override readonly name = 'MissingCompiledIssueError';
+}
+
 /** Compiled sends kept per worker process; a worker rarely serves more than one or two at once. */
 const COMPOSER_CACHE_SIZE = 8;
 
@@ -29,6 +34,13 @@ export interface DeliveryDeps {
   readonly subscribers: SubscriberStore;
   readonly transport: Transporter;
   readonly logger: Logger;
+  /**
+   * Messages of this process that the SMTP server accepted but whose acceptance is not recorded
+   * yet (see acceptanceKey); a job that comes back for one records it instead of sending again.
+   */
+  readonly acceptedUnrecorded: Set<string>;
+  /** Keeps trying a write the job could not make in time, after the job has ended (logged if it never succeeds). */
+  readonly recordLater: (write: () => Promise<unknown>, context: { readonly sendId: string; readonly subscriberId: string; readonly what: string }) => void;
   /** Waits between tries to record an outcome: rides out a Redis failover of a few seconds. */
   readonly recordRetryDelaysMs: readonly number[];
   /**
@@ -55,7 +67,7 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
     if (!composer) {
       composer = (async () => {
         const compiled = await sends.loadCompiled(sendId);
-        if (!compiled) throw new Error(`Send ${sendId} has no compiled issue stored`);
+        if (!compiled) throw new MissingCompiledIssueError(`Send ${sendId} has no compiled issue stored`);
         return prepareMessageComposer(compiled, { sendId, appSecret: config.appSecret });
       })();
       composer.catch(() => composers.delete(sendId));
@@ -72,43 +84,70 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
     const attempts = job.attemptsMade + 1;
     const log = logger.child({ sendId, subscriberId, jobId: job.id, attempt: attempts });
 
-    /** Records a final failure; if Redis won't take it, the job comes back later instead of ending. */
-    const recordFailure = async (failure: Omit<RecipientFailure, 'at' | 'attempts'>, cause: string): Promise<void> => {
+    /**
+     * Records a final outcome. If Redis won't take it even after retries, the job comes back later
+     * (without spending an attempt) instead of ending: no recipient is left queued without a job.
+     */
+    const recordFinal = async (write: () => Promise<unknown>, what: string): Promise<void> => {
       try {
-        await record(() => sends.markRecipient(sendId, subscriberId, 'failed', { ...failure, at: new Date().toISOString(), attempts }));
+        await record(write);
       } catch (recordError) {
-        log.error({ err: recordError }, 'could not record the failure; the job will run again');
+        log.error({ err: recordError }, `could not record ${what}; the job will run again`);
         await job.moveToDelayed(Date.now() + config.send.backoffMs, token);
         throw new DelayedError();
       }
-      log.warn({ outcome: 'failed', permanent: failure.permanent, code: failure.code, responseCode: failure.responseCode, response: failure.response }, cause);
+    };
+    const recordFailure = async (failure: Omit<RecipientFailure, 'at' | 'attempts'>, cause: string, messageId?: string): Promise<void> => {
+      await recordFinal(() => sends.markRecipient(sendId, subscriberId, 'failed', { ...failure, at: new Date().toISOString(), attempts }), 'the failure');
+      log.warn(
+        { outcome: 'failed', messageId, permanent: failure.permanent, code: failure.code, responseCode: failure.responseCode, response: failure.response },
+        cause,
+      );
     };
     const fail = async (failure: Omit<RecipientFailure, 'at' | 'attempts'>, cause: string): Promise<never> => {
       await recordFailure(failure, cause);
       throw failure.permanent ? new PermanentDeliveryError(cause) : new Error(cause);
     };
 
-    let state: Awaited<ReturnType<SendStore['recipientState']>>;
+    const state = await sends.recipientState(sendId, subscriberId);
+    if (state !== 'queued') return { outcome: 'already-done', state: state ?? 'unknown' };
+    // This process already had this message accepted but could not record it (the job came back
+    // after a lost lock, say): record it now, and never send it again.
+    if (deps.acceptedUnrecorded.has(acceptanceKey(sendId, subscriberId))) {
+      await recordFinal(() => sends.markRecipient(sendId, subscriberId, 'accepted'), 'an earlier acceptance');
+      deps.acceptedUnrecorded.delete(acceptanceKey(sendId, subscriberId));
+      log.info({ outcome: 'accepted', late: true }, 'accepted (recorded late)');
+      return { outcome: 'already-done', state: 'accepted' };
+    }
     let subscriber: Subscriber | undefined;
     try {
-      [state, subscriber] = await Promise.all([sends.recipientState(sendId, subscriberId), subscribers.get(subscriberId)]);
+      subscriber = await subscribers.get(subscriberId);
     } catch (error) {
       // A record this code can't read (an unknown status, say) is never guessed at: fail this recipient, visibly.
       if (error instanceof CorruptRecordError) return fail({ permanent: true, code: 'ERECORD', response: error.message }, error.message);
       throw error;
     }
-    if (state !== 'queued') return { outcome: 'already-done', state: state ?? 'unknown' };
     if (!subscriber || subscriber.status !== 'active') {
       const reason = subscriber ? `subscriber is ${subscriber.status}` : 'subscriber no longer exists';
-      await record(() => sends.markRecipient(sendId, subscriberId, 'skipped'));
+      await recordFinal(() => sends.markRecipient(sendId, subscriberId, 'skipped'), 'the skip');
       log.info({ outcome: 'skipped', reason }, 'skipped');
       return { outcome: 'skipped', reason };
     }
 
+    // Loading the send's compiled issue is a Redis read: a transient error there is retried like
+    // any other. A stored issue that is missing or unreadable fails the recipient, permanently.
+    let composer: MessageComposer;
+    try {
+      composer = await composerFor(sendId);
+    } catch (error) {
+      if (error instanceof CorruptRecordError || error instanceof MissingCompiledIssueError)
+        return fail({ permanent: true, code: 'ERECORD', response: error.message }, error.message);
+      throw error;
+    }
     // Composing is ours, not the SMTP server's: a template error fails this recipient with its own reason.
     let message: ComposedMessage;
     try {
-      message = (await composerFor(sendId)).compose(subscriber);
+      message = composer.compose(subscriber);
     } catch (error) {
       return fail({ permanent: true, code: 'ECOMPOSE', response: (error as Error).message }, `the message could not be composed: ${(error as Error).message}`);
     }
@@ -129,28 +168,38 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       }
       const smtp = { code: fields.code, responseCode: fields.responseCode, response: fields.response ?? (error as Error).message };
       if (!failure.permanent && attempts < (job.opts.attempts ?? 1)) {
-        log.info({ outcome: 'retry', ...smtp }, failure.reason);
+        log.info({ outcome: 'retry', messageId: message.messageId, ...smtp }, failure.reason);
         throw error;
       }
       // Whatever the cause, a recipient whose job ends here is recorded as failed, with the reason,
       // so that a send always completes and ops can see who failed.
       const cause = `${subscriber.email}: ${failure.reason}`;
-      await recordFailure({ permanent: failure.permanent, ...smtp }, cause);
+      await recordFailure({ permanent: failure.permanent, ...smtp }, cause, message.messageId);
       // A hard bounce: the address does not exist. Suppressed until someone lifts it; a stronger
       // suppression already there is kept. After the failure is recorded, so that a job put back
-      // because that record failed still sees an active subscriber and records the failure.
-      if (failure.bounce === 'hard') await record(() => subscribers.changeStatus(subscriberId, STATUS_CHANGES.hardBounce));
+      // because that record failed still sees an active subscriber and records the failure; and
+      // handed to the worker's late records if Redis won't take it now, never dropped.
+      if (failure.bounce === 'hard') {
+        const suppress = () => subscribers.changeStatus(subscriberId, STATUS_CHANGES.hardBounce);
+        await record(suppress).catch(() => deps.recordLater(suppress, { sendId, subscriberId, what: 'the hard bounce suppression' }));
+      }
       throw failure.permanent ? new PermanentDeliveryError(cause) : error;
     }
     // The server has the message now. Whatever happens next, this job must not send it again.
     try {
       await record(() => sends.markRecipient(sendId, subscriberId, 'accepted'));
     } catch (recordError) {
-      throw new AcceptedButUnrecordedError(`accepted by the SMTP server, but recording it failed: ${(recordError as Error).message}`);
+      deps.acceptedUnrecorded.add(acceptanceKey(sendId, subscriberId));
+      throw new AcceptedButUnrecordedError((recordError as Error).message);
     }
     log.info({ outcome: 'accepted', messageId: message.messageId, response }, 'accepted');
     return { outcome: 'accepted', messageId: message.messageId, response };
   };
+}
+
+/** Names one recipient of one send in DeliveryDeps.acceptedUnrecorded. */
+export function acceptanceKey(sendId: string, subscriberId: string): string {
+  return `${sendId}/${subscriberId}`;
 }
 
 async function serviceAnswers(transport: Transporter): Promise<boolean> {

@@ -7,7 +7,13 @@ import { UnrecoverableError } from 'bullmq';
  */
 export class AcceptedButUnrecordedError extends UnrecoverableError {
   override readonly name = 'AcceptedButUnrecordedError';
+  constructor(cause: string) {
+    super(`${ACCEPTED_BUT_UNRECORDED}: ${cause}`);
+  }
 }
+
+/** How the failed reason of such a job starts: a repair reads it to record the acceptance instead of sending again. */
+export const ACCEPTED_BUT_UNRECORDED = 'accepted by the SMTP server, but recording it failed';
 
 /** A delivery that must not be retried; BullMQ fails the job at once. */
 export class PermanentDeliveryError extends UnrecoverableError {

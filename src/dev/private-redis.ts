@@ -37,10 +37,9 @@ export async function freePort(): Promise<number> {
 export function spawnRedisServer(options: { readonly port: number; readonly dir: string; readonly appendOnly: boolean }): ChildProcess {
   return spawn(
     'redis-server',
-    [
-      ...['--port', String(options.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', options.appendOnly ? 'yes' : 'no'],
-      ...['--dir', options.dir, '--maxmemory-policy', 'noeviction', '--loglevel', 'warning'],
-    ],
+    // prettier-ignore
+    ['--port', String(options.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', options.appendOnly ? 'yes' : 'no',
+      '--dir', options.dir, '--maxmemory-policy', 'noeviction', '--loglevel', 'warning'],
     { stdio: 'ignore' },
   );
 }

@@ -44,6 +44,13 @@ export function redisKeys(prefix: string) {
     sendArtifact: (sendId: string) => `${send(sendId)}:artifact`,
     /** Hash: subscriber id → recipient state (queued, accepted, failed, skipped). */
     sendRecipients: (sendId: string) => `${send(sendId)}:recipients`,
+    /**
+     * Hash: subscriber id → id of the job that serves them, for the recipients still queued (the
+     * scripts drop an entry when its recipient reaches a final state). What tells a stuck send.
+     */
+    sendQueuedJobs: (sendId: string) => `${send(sendId)}:queued-jobs`,
+    /** String with a TTL: held while `send --retry-failed` repairs the send, so two never do at once. */
+    sendRepairLock: (sendId: string) => `${send(sendId)}:repair-lock`,
     /** Set: recipients a retry round put back to queued whose jobs may not be added yet. */
     sendRequeuePending: (sendId: string) => `${send(sendId)}:requeue-pending`,
     /** Hash: subscriber id → JSON of the last failure. */

@@ -25,7 +25,7 @@ export const SCRIPTS = {
     keys: ['listSends', 'issueSends', 'send', 'artifact'],
     argv: ['expectedCount', 'sendId', 'issueId', 'list', 'resend', 'now', 'artifact', 'contentHash'],
   },
-  markRecipient: { file: 'mark-recipient.lua', keys: ['send', 'recipients', 'failures'], argv: ['subscriberId', 'state', 'now', 'failure'] },
+  markRecipient: { file: 'mark-recipient.lua', keys: ['send', 'recipients', 'failures', 'queuedJobs'], argv: ['subscriberId', 'state', 'now', 'failure'] },
   fanOutDone: { file: 'fan-out-done.lua', keys: ['send', 'recipients'], argv: ['now'] },
   requeueFailed: { file: 'requeue-failed.lua', keys: ['send', 'recipients', 'failures', 'pending'], argv: [] },
   upsertSubscriber: {
@@ -39,6 +39,8 @@ export const SCRIPTS = {
     argv: ['subscriberId', 'fromStatuses', 'toStatus', 'now', 'listCount'],
     variadicKeys: true,
   },
+  releaseLock: { file: 'release-lock.lua', keys: ['lock'], argv: ['token'] },
+  renewLock: { file: 'renew-lock.lua', keys: ['lock'], argv: ['token', 'ms'] },
 } as const satisfies Record<string, ScriptSpec>;
 
 /** One of SCRIPTS. */

@@ -193,7 +193,12 @@ export class SendStore {
     const previous = await runScript(
       this.redis,
       'markRecipient',
-      { send: this.keys.send(sendId), recipients: this.keys.sendRecipients(sendId), failures: this.keys.sendFailures(sendId) },
+      {
+        send: this.keys.send(sendId),
+        recipients: this.keys.sendRecipients(sendId),
+        failures: this.keys.sendFailures(sendId),
+        queuedJobs: this.keys.sendQueuedJobs(sendId),
+      },
       { subscriberId, state, now: new Date().toISOString(), failure: failure ? JSON.stringify(failure) : '' },
     );
     return previous === 'queued';
@@ -224,14 +229,39 @@ export class SendStore {
   }
 
   /**
-   * Recipients still `queued`, a page at a time (HSCAN): for the repair of a stuck send, never for
-   * a status. Returns the next cursor ('0' at the end).
+   * Records which job serves each of these queued recipients; done before the jobs are added, so
+   * a crash in between shows as a stuck send, which `--retry-failed` repairs.
    */
-  async queuedRecipientsPage(sendId: string, cursor: string): Promise<{ cursor: string; subscriberIds: string[] }> {
-    const [next, entries] = await this.redis.hscan(this.keys.sendRecipients(sendId), cursor, 'COUNT', 1000);
-    const subscriberIds: string[] = [];
-    for (let index = 0; index + 1 < entries.length; index += 2) if (entries[index + 1] === 'queued') subscriberIds.push(entries[index]!);
-    return { cursor: next, subscriberIds };
+  async assignJobs(sendId: string, jobs: readonly { readonly subscriberId: string; readonly jobId: string }[]): Promise<void> {
+    if (jobs.length === 0) return;
+    await this.redis.hset(this.keys.sendQueuedJobs(sendId), Object.fromEntries(jobs.map(({ subscriberId, jobId }) => [subscriberId, jobId])));
+  }
+
+  /** Up to `count` random queued recipients with their job ids: enough to tell a stuck send, at a bounded cost. */
+  async sampleQueuedJobs(sendId: string, count: number): Promise<{ subscriberId: string; jobId: string }[]> {
+    const reply = (await this.redis.call('HRANDFIELD', this.keys.sendQueuedJobs(sendId), String(count), 'WITHVALUES')) as (string | [string, string])[];
+    // RESP3 answers with [field, value] pairs, RESP2 with one flat list.
+    return pairs(reply.flat());
+  }
+
+  /** Queued recipients with their job ids, a page at a time (HSCAN; for repairs, never for a status). '0' ends. */
+  async queuedJobsPage(sendId: string, cursor: string): Promise<{ cursor: string; jobs: { subscriberId: string; jobId: string }[] }> {
+    const [next, flat] = await this.redis.hscan(this.keys.sendQueuedJobs(sendId), cursor, 'COUNT', 500);
+    return { cursor: next, jobs: pairs(flat) };
+  }
+
+  /** Takes the send's repair lock for `ms`; false when another repair holds it. */
+  async lockRepair(sendId: string, token: string, ms: number): Promise<boolean> {
+    return (await this.redis.set(this.keys.sendRepairLock(sendId), token, 'PX', ms, 'NX')) === 'OK';
+  }
+
+  async unlockRepair(sendId: string, token: string): Promise<void> {
+    await runScript(this.redis, 'releaseLock', { lock: this.keys.sendRepairLock(sendId) }, { token });
+  }
+
+  /** Adds one to the send's repair round and returns it: every repair gets job ids of its own. */
+  async nextRepairRound(sendId: string): Promise<number> {
+    return this.redis.hincrby(this.keys.send(sendId), 'repairRound', 1);
   }
 
   /** Who failed and why, for ops. */
@@ -251,4 +281,10 @@ export class SendStore {
     } while (cursor !== '0' && result.length < limit);
     return result;
   }
+}
+
+function pairs(flat: readonly string[]): { subscriberId: string; jobId: string }[] {
+  const result: { subscriberId: string; jobId: string }[] = [];
+  for (let index = 0; index + 1 < flat.length; index += 2) result.push({ subscriberId: flat[index]!, jobId: flat[index + 1]! });
+  return result;
 }

@@ -1,6 +1,6 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config } from '../../config/index.ts';
-import { createDeliveryHandler, type DeliveryDeps, type DeliveryOutcome } from '../delivery/deliver-job.ts';
+import { acceptanceKey, createDeliveryHandler, type DeliveryDeps, type DeliveryOutcome } from '../delivery/deliver-job.ts';
 import { AcceptedButUnrecordedError } from '../delivery/job-errors.ts';
 import { withRetries } from '../delivery/retry.ts';
 import { createSmtpTransport } from '../delivery/smtp-transport.ts';
@@ -40,6 +40,40 @@ const LATE_RECORD_RETRY_DELAYS_MS = [100, 300, 1_000, 3_000, 10_000, 30_000, 60_
 const STALLED_REASON = 'job stalled more than allowable limit';
 
 /**
+ * Writes a job could not make before it ended, retried for minutes in the background: nothing else
+ * would make them. Each is logged when it lands, and at error level, with its ids, if it never does.
+ */
+class LateRecords {
+  private readonly pending = new Map<Promise<void>, { readonly sendId: string; readonly subscriberId: string; readonly what: string }>();
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly delaysMs: readonly number[],
+  ) {}
+
+  add(write: () => Promise<unknown>, context: { readonly sendId: string; readonly subscriberId: string; readonly what: string }): void {
+    const log = this.logger.child({ sendId: context.sendId, subscriberId: context.subscriberId });
+    const done: Promise<void> = withRetries(write, this.delaysMs).then(
+      (changed) => {
+        if (changed !== false) log.warn({ late: true }, `recorded ${context.what} after its job ended`);
+      },
+      (error: unknown) =>
+        log.error({ err: error }, `could not record ${context.what}; if the recipient stays queued, newsletter send <issue> --retry-failed repairs it`),
+    );
+    this.pending.set(done, context);
+    void done.finally(() => this.pending.delete(done));
+  }
+
+  /** Waits up to `budgetMs` for the writes under way; logs the ones still unrecorded after that. */
+  async settle(budgetMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled(this.pending.keys()), new Promise((resolve) => (timer = setTimeout(resolve, budgetMs)))]);
+    clearTimeout(timer);
+    for (const context of this.pending.values()) this.logger.error({ ...context }, `shutting down with ${context.what} unrecorded`);
+  }
+}
+
+/**
  * Starts one send worker in this process: its own services (stores, logger) with auto-pipelining,
  * a blocking connection for BullMQ, and a pooled SMTP transport.
  */
@@ -50,7 +84,11 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
   const blocking = await connectRedis(config.redis.url, { blocking: true, logger });
   const transport = createSmtpTransport(config.smtp);
   let pausedUntil = 0;
+  const acceptedUnrecorded = new Set<string>();
+  const lateRecords = new LateRecords(logger, options.lateRecordRetryDelaysMs ?? LATE_RECORD_RETRY_DELAYS_MS);
   const baseDeps: DeliveryDeps = {
+    acceptedUnrecorded,
+    recordLater: (write, context) => lateRecords.add(write, context),
     config,
     sends,
     subscribers: services.subscribers,
@@ -82,48 +120,36 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
   // BullMQ duplicates the blocking connection; without these, a Redis restart prints raw stacks.
   worker.on('error', connectionErrorLogger(logger, 'send worker'));
 
-  /** Outcome writes still under way; close() waits for them before it disconnects. */
-  const pendingRecords = new Set<Promise<unknown>>();
-  const lateDelays = options.lateRecordRetryDelaysMs ?? LATE_RECORD_RETRY_DELAYS_MS;
   // The handler records what it sees itself. This records what ends outside it: a job whose
   // workers kept dying (BullMQ fails it without running the handler), an acceptance that couldn't
   // be recorded in time, an error before the handler's own recording. Recording is a no-op for a
-  // recipient already in a final state, so an accepted recipient is never counted as failed.
+  // recipient already in a final state, so an accepted recipient is never counted as failed, and
+  // nothing recorded here is permanent: every permanent outcome is recorded by the handler itself.
   worker.on('failed', (job: Job<SendJobData> | undefined, error: Error) => {
     if (!job) return;
-    const stalled = error.message === STALLED_REASON;
+    const stalled = error.message === STALLED_REASON || job.stalledCounter > config.send.maxStalledCount;
     const final = stalled || error instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
     if (!final) return;
     const { sendId, subscriberId } = job.data;
-    const log = logger.child({ sendId, subscriberId, jobId: job.id });
-    const recorded = withRetries(
-      () =>
-        error instanceof AcceptedButUnrecordedError
-          ? sends.markRecipient(sendId, subscriberId, 'accepted')
-          : sends.markRecipient(sendId, subscriberId, 'failed', {
-              at: new Date().toISOString(),
-              permanent: !stalled && error instanceof UnrecoverableError,
-              code: stalled ? 'ESTALLED' : 'EJOB',
-              response: error.message,
-              attempts: job.attemptsMade,
-            }),
-      lateDelays,
-    ).then(
-      (changed) => {
-        if (changed)
-          log.warn(
-            { outcome: error instanceof AcceptedButUnrecordedError ? 'accepted' : 'failed', stalled, reason: error.message },
-            'recorded the outcome of a job that ended outside its handler',
-          );
-      },
-      (recordError: unknown) =>
-        log.error(
-          { err: recordError },
-          'could not record the outcome of a failed job; the recipient stays queued: `newsletter send <issue> --retry-failed` requeues it',
-        ),
-    );
-    pendingRecords.add(recorded);
-    void recorded.finally(() => pendingRecords.delete(recorded));
+    if (error instanceof AcceptedButUnrecordedError) {
+      lateRecords.add(
+        async () => {
+          const changed = await sends.markRecipient(sendId, subscriberId, 'accepted');
+          acceptedUnrecorded.delete(acceptanceKey(sendId, subscriberId));
+          return changed;
+        },
+        { sendId, subscriberId, what: 'an acceptance' },
+      );
+      return;
+    }
+    const failure = {
+      at: new Date().toISOString(),
+      permanent: false,
+      code: stalled ? 'ESTALLED' : 'EJOB',
+      response: error.message,
+      attempts: job.attemptsMade,
+    };
+    lateRecords.add(() => sends.markRecipient(sendId, subscriberId, 'failed', failure), { sendId, subscriberId, what: `a failure (${failure.code})` });
   });
 
   let closing: Promise<{ handedBack: boolean }> | undefined;
@@ -131,6 +157,7 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
     worker,
     close() {
       closing ??= (async () => {
+        const deadline = Date.now() + config.send.shutdownTimeoutMs;
         let timer: NodeJS.Timeout | undefined;
         const timedOut = new Promise<'timeout'>((resolve) => {
           timer = setTimeout(() => resolve('timeout'), config.send.shutdownTimeoutMs);
@@ -140,7 +167,8 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
         const outcome = await Promise.race([worker.pause().then(() => 'drained' as const), timedOut]);
         clearTimeout(timer);
         await worker.close(outcome === 'timeout');
-        await Promise.allSettled(pendingRecords);
+        // Late records get what is left of the shutdown budget, then are logged as unrecorded.
+        await lateRecords.settle(Math.max(1_000, deadline - Date.now()));
         transport.close();
         await services.close();
         blocking.disconnect();

@@ -174,7 +174,7 @@ describe('delivery failures', () => {
     const stuck = await sendStatusReport(services, 'vol-138', 'weekly');
     expect(stuck).toMatchObject({ state: 'sending', pending: 1, stuck: true });
     expect(describeSendStatus(stuck)).toContain('STUCK');
-    expect(await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' })).toEqual({ sendId, requeued: 0, repaired: 1 });
+    expect(await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' })).toEqual({ sendId, requeued: 0, repaired: 1, acceptedLate: 0 });
     expect(await harness.waitForSend(sendId)).toMatchObject({ state: 'sent', accepted: 3 });
     expect(harness.received.map((message) => message.recipients[0] ?? '').sort()).toEqual([
       'reader1@example.org',
@@ -231,11 +231,11 @@ describe('delivery failures', () => {
     await services.sends.requeueTemporaryFailures(sendId);
     expect(await services.sends.get(sendId)).toMatchObject({ state: 'sending', pending: 1 });
     const retried = await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' });
-    expect(retried).toEqual({ sendId, requeued: 1, repaired: 0 });
+    expect(retried).toEqual({ sendId, requeued: 1, repaired: 0, acceptedLate: 0 });
     const after = await harness.waitForSend(sendId);
     expect(after).toMatchObject({ state: 'sent-with-failures', total: 3, accepted: 2, failed: 1, pending: 0 });
     expect(harness.received.map((message) => message.recipients[0] ?? '').sort()).toEqual(['reader1@example.org', 'reader2@example.org']);
-    expect(await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' })).toEqual({ sendId, requeued: 0, repaired: 0 });
+    expect(await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' })).toEqual({ sendId, requeued: 0, repaired: 0, acceptedLate: 0 });
   });
 
   it('holds the send while the SMTP server refuses connections, without spending attempts, and delivers when it is back', async () => {

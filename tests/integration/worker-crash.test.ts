@@ -172,7 +172,7 @@ describe('worker processes killed mid-send', () => {
     const events = await watchQueueEvents(harness);
     await seedSubscribers(services, 1);
     const { sendId } = await harness.send('vol-138');
-    const jobId = sendJobId(sendId, (await services.sends.queuedRecipientsPage(sendId, '0')).subscriberIds[0] ?? '');
+    const jobId = sendJobId(sendId, (await services.sends.queuedJobsPage(sendId, '0')).jobs[0]?.subscriberId ?? '');
     const holdingEnv = workerEnv(harness.config, { SMTP_URL: holding.url, LOG_LEVEL: 'warn' });
     const state = async () =>
       `tries: ${tries.length}; stalled: ${JSON.stringify([...events.stalled])}; active: ${JSON.stringify(await activeJobIds(services))}; ${JSON.stringify(await services.sends.get(sendId))}`;
@@ -207,7 +207,7 @@ describe('worker processes killed mid-send', () => {
       ]);
       expect(harness.received).toHaveLength(0);
       expect(tries).toEqual(['reader1@example.org', 'reader1@example.org']);
-      expect(survivor.stderr()).toContain('recorded the outcome of a job that ended outside its handler');
+      expect(survivor.stderr()).toContain('recorded a failure (ESTALLED) after its job ended');
 
       // `newsletter send vol-138 --retry-failed` requeues it, and the survivor delivers it.
       const retry = await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' });

@@ -2,14 +2,15 @@
 -- duplicate job, a retry after a crash, or a second worker finds the state already final and
 -- changes nothing; so an accepted recipient is never counted as failed.
 -- USES: finish-if-done
--- KEYS: send recipients failures
+-- KEYS: send recipients failures queuedJobs
 -- ARGV: subscriberId state now failure
 -- Returns the state before: 'queued' when this call changed it.
-local sendKey, recipientsKey, failuresKey = KEYS[1], KEYS[2], KEYS[3]
+local sendKey, recipientsKey, failuresKey, queuedJobsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local subscriberId, state, now, failure = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local current = redis.call('HGET', recipientsKey, subscriberId)
 if current ~= 'queued' then return current or 'unknown' end
 redis.call('HSET', recipientsKey, subscriberId, state)
+redis.call('HDEL', queuedJobsKey, subscriberId)
 redis.call('HINCRBY', sendKey, state, 1)
 if failure ~= '' then redis.call('HSET', failuresKey, subscriberId, failure) end
 finishIfDone(sendKey, recipientsKey, now)

@@ -15,6 +15,8 @@ local entries = redis.call('HGETALL', failuresKey)
 for index = 1, #entries, 2 do
   local id, failure = entries[index], cjson.decode(entries[index + 1])
   if not failure.permanent and redis.call('HGET', recipientsKey, id) == 'failed' then
+    -- One SADD per id: unpack() of a long list fails past ~8,000 ids, after earlier writes stuck.
+    redis.call('SADD', pendingKey, id)
     redis.call('HSET', recipientsKey, id, 'queued')
     redis.call('HINCRBY', sendKey, 'failed', -1)
     redis.call('HDEL', failuresKey, id)
@@ -23,5 +25,4 @@ for index = 1, #entries, 2 do
 end
 if #ids == 0 then return {0, ids} end
 redis.call('HDEL', sendKey, 'finishedAt')
-redis.call('SADD', pendingKey, unpack(ids))
 return {redis.call('HINCRBY', sendKey, 'retryRound', 1), ids}

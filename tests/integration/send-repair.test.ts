@@ -1,0 +1,81 @@
+import { Worker } from 'bullmq';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { sendStatusReport } from '../../src/app/send-report.ts';
+import { retryFailedRecipients, startSend } from '../../src/app/start-send.ts';
+import { AcceptedButUnrecordedError } from '../../src/delivery/job-errors.ts';
+import { redisKeys } from '../../src/store/keys.ts';
+import { SEND_QUEUE_NAME, sendJobId } from '../../src/store/send-queue.ts';
+import { createHarness, seedSubscribers } from '../support/harness.ts';
+
+describe('telling and repairing a stuck send', () => {
+  it('tells a stuck send even while another send has jobs waiting in the same queue', async () => {
+    const harness = await createHarness('stuck-beside');
+    const { services } = harness;
+    await seedSubscribers(services, 2);
+    await seedSubscribers(services, 1, 'other');
+    const { sendId } = await harness.send('vol-138');
+    const other = await startSend(services, { issueId: 'vol-138', list: 'other', resend: false });
+    // Both of this send's jobs are lost; the other send's job still waits (no worker runs).
+    await services.queue.remove(sendJobId(sendId, '1'));
+    await services.queue.remove(sendJobId(sendId, '2'));
+    expect(await services.queue.getJobCounts('waiting')).toEqual({ waiting: 1 });
+    expect(await sendStatusReport(services, 'vol-138', 'weekly')).toMatchObject({ pending: 2, stuck: true });
+    expect(await sendStatusReport(services, 'vol-138', 'other')).toMatchObject({ sendId: other.sendId, pending: 1, stuck: false });
+
+    expect(await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' })).toMatchObject({ repaired: 2 });
+    // A second repair finds live jobs for both and adds nothing.
+    expect(await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' })).toMatchObject({ repaired: 0 });
+    await harness.startWorker();
+    expect(await harness.waitForSend(sendId)).toMatchObject({ state: 'sent', accepted: 2 });
+    expect(await harness.waitForSend(other.sendId)).toMatchObject({ state: 'sent', accepted: 1 });
+    // reader1 is on both lists: one message from each send, none twice.
+    expect(harness.received.map((message) => message.recipients[0] ?? '').sort()).toEqual([
+      'reader1@example.org',
+      'reader1@example.org',
+      'reader2@example.org',
+    ]);
+  });
+
+  it('records as accepted, and never sends again, a recipient whose job ended with its acceptance unrecorded', async () => {
+    const harness = await createHarness('accepted-late');
+    const { services, config } = harness;
+    await seedSubscribers(services, 1);
+    const { sendId } = await harness.send('vol-138');
+    // The job ends the way a worker ends it when the 250 came but Redis never took the record.
+    const worker = new Worker(SEND_QUEUE_NAME, null, {
+      connection: services.redis.duplicate({ maxRetriesPerRequest: null }),
+      prefix: redisKeys(config.redis.prefix).bullPrefix,
+    });
+    onTestFinished(() => worker.close());
+    const job = await worker.getNextJob('test-token');
+    expect(job?.id).toBe(sendJobId(sendId, '1'));
+    await job!.moveToFailed(new AcceptedButUnrecordedError('injected: Redis refused the write'), 'test-token', false);
+    expect(await job!.getState()).toBe('failed');
+    expect(await sendStatusReport(services, 'vol-138', 'weekly')).toMatchObject({ pending: 1, stuck: true });
+
+    expect(await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' })).toMatchObject({ requeued: 0, repaired: 0, acceptedLate: 1 });
+    expect(await sendStatusReport(services, 'vol-138', 'weekly')).toMatchObject({ state: 'sent', accepted: 1, pending: 0, stuck: false });
+    expect(await services.queue.getJobCounts('waiting', 'delayed', 'active')).toEqual({ waiting: 0, delayed: 0, active: 0 });
+    expect(harness.received).toHaveLength(0);
+  });
+
+  it('requeues more temporary failures than Lua can unpack at once (10,000) in one retry round', async () => {
+    const harness = await createHarness('requeue-many');
+    const { services, config } = harness;
+    const keys = redisKeys(config.redis.prefix);
+    await seedSubscribers(services, 1);
+    const { sendId } = await harness.send('vol-138');
+    // A send whose 10,000 recipients all ran out of attempts on a 451 (written directly: sending them would take minutes).
+    const ids = Array.from({ length: 10_000 }, (_, index) => String(index + 100));
+    const failure = JSON.stringify({ at: new Date().toISOString(), permanent: false, responseCode: 451, attempts: 5 });
+    await services.redis.hset(keys.sendRecipients(sendId), Object.fromEntries(ids.map((id) => [id, 'failed'])));
+    await services.redis.hset(keys.sendFailures(sendId), Object.fromEntries(ids.map((id) => [id, failure])));
+    await services.redis.hincrby(keys.send(sendId), 'failed', ids.length);
+
+    const { round, subscriberIds } = await services.sends.requeueTemporaryFailures(sendId);
+    expect(round).toBe(1);
+    expect(subscriberIds).toHaveLength(10_000);
+    expect(await services.redis.scard(keys.sendRequeuePending(sendId))).toBe(10_000);
+    expect(await services.sends.get(sendId)).toMatchObject({ failed: 0, pending: 10_001 });
+  });
+});
