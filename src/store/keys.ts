@@ -16,6 +16,8 @@ export function redisKeys(prefix: string) {
   return {
     /** String: the version of the key layout below; see migrate.ts. */
     schemaVersion: `${prefix}:schema-version`,
+    /** String: set while a migration of the key layout is under way (and after one died midway). */
+    migrationInProgress: `${prefix}:migration-in-progress`,
     /** String with a TTL: held by the one process migrating the key layout. */
     migrationLock: `${prefix}:migration-lock`,
     /** Prefix BullMQ puts before its own queue keys. */

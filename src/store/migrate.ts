@@ -3,13 +3,19 @@ import type { Redis } from 'ioredis';
 import { emailKey } from '../core/address.ts';
 import { SUBSCRIBER_STATUSES, type SubscriberStatus } from '../core/subscriber.ts';
 import type { Logger } from '../logger.ts';
-import { redisKeys } from './keys.ts';
+import { redisKeys, type RedisKeys } from './keys.ts';
+import { sendJobId } from './send-queue.ts';
+import { runScript } from './scripts.ts';
 
 /** The key layout this code reads and writes; see keys.ts. */
 export const SCHEMA_VERSION = 2;
 
-/** How long one process may hold the migration lock, and how long others wait for it. */
-const LOCK_MS = 120_000;
+/** The migration lock's lease, renewed while the migration runs. */
+const LOCK_MS = 30_000;
+/** How long a process waits for another one's migration before it gives up. */
+const WAIT_FOR_OTHER_MS = 30 * 60_000;
+/** Keys renamed per round trip. */
+const BATCH = 1000;
 
 /** The key names of layout 1 (before hash tags and case-insensitive addresses), for the migration only. */
 function layoutOneKeys(prefix: string) {
@@ -21,10 +27,15 @@ function layoutOneKeys(prefix: string) {
     list: (name: string) => `${prefix}:list:${name}`,
     sendSeq: `${prefix}:send:seq`,
     send: (sendId: string) => `${prefix}:send:${sendId}`,
-    sendSuffixes: ['', ':artifact', ':recipients', ':requeue-pending', ':failures'] as const,
+    sendArtifact: (sendId: string) => `${prefix}:send:${sendId}:artifact`,
+    sendRecipients: (sendId: string) => `${prefix}:send:${sendId}:recipients`,
+    sendRequeuePending: (sendId: string) => `${prefix}:send:${sendId}:requeue-pending`,
+    sendFailures: (sendId: string) => `${prefix}:send:${sendId}:failures`,
     issueSendsPattern: `${prefix}:issue:*:sends*`,
+    issuePrefix: `${prefix}:issue:`,
   };
 }
+type LayoutOneKeys = ReturnType<typeof layoutOneKeys>;
 
 /** Stronger suppressions win when two records of one person are merged: never weaken a suppression. */
 const STATUS_STRENGTH: Readonly<Record<SubscriberStatus, number>> = { active: 0, unsubscribed: 1, bounced: 2, complained: 3 };
@@ -34,86 +45,129 @@ const STATUS_STRENGTH: Readonly<Record<SubscriberStatus, number>> = { active: 0,
  * first; the others wait for it. Layout 1 → 2 renames every key into its hash-tagged name, re-keys
  * the address index on the lower-cased address (merging subscribers whose addresses differed only
  * in case into the oldest, with the strongest status and every list of both), and fills the list
- * counters from the records.
+ * counters and the job index of unfinished sends.
+ *
+ * Crash-safe: a marker says a migration is under way, every step can run again, and the old
+ * address index (what tells layout 1 apart) goes last, so a migration that died is finished by the
+ * next process that opens the store.
  */
 export async function migrateStore(redis: Redis, prefix: string, logger: Logger): Promise<void> {
   const keys = redisKeys(prefix);
-  if (Number(await redis.get(keys.schemaVersion)) >= SCHEMA_VERSION) return;
   const old = layoutOneKeys(prefix);
-  const hasLayoutOne =
-    (await redis.exists(old.subscriberByEmail, old.lists, old.subscriberSeq)) > 0 || (await firstMatch(redis, old.issueSendsPattern)) !== undefined;
-  if (!hasLayoutOne) {
-    await redis.set(keys.schemaVersion, String(SCHEMA_VERSION), 'NX');
-    return;
-  }
-  const token = randomUUID();
-  if ((await redis.set(keys.migrationLock, token, 'PX', LOCK_MS, 'NX')) !== 'OK') {
-    const deadline = Date.now() + LOCK_MS;
-    while (Number(await redis.get(keys.schemaVersion)) < SCHEMA_VERSION) {
-      if (Date.now() > deadline)
-        throw new Error(`Another process has been migrating the Redis data under "${prefix}" for too long; check it, or delete ${keys.migrationLock}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
+  const deadline = Date.now() + WAIT_FOR_OTHER_MS;
+  for (;;) {
+    if (Number(await redis.get(keys.schemaVersion)) >= SCHEMA_VERSION) return;
+    if (!(await hasLayoutOne(redis, keys, old))) {
+      await redis.set(keys.schemaVersion, String(SCHEMA_VERSION), 'NX');
+      return;
     }
-    return;
+    const token = randomUUID();
+    if ((await redis.set(keys.migrationLock, token, 'PX', LOCK_MS, 'NX')) === 'OK') {
+      await migrateUnderLock(redis, keys, old, token, logger);
+      return;
+    }
+    // Another process migrates; if it dies, its lease runs out and this one takes over.
+    if (Date.now() > deadline) throw new Error(`Another process has been migrating the Redis data under "${prefix}" for over 30 minutes; check it`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
   }
+}
+
+async function hasLayoutOne(redis: Redis, keys: RedisKeys, old: LayoutOneKeys): Promise<boolean> {
+  if ((await redis.exists(keys.migrationInProgress, old.subscriberByEmail, old.lists, old.subscriberSeq)) > 0) return true;
+  return (await firstMatch(redis, old.issueSendsPattern)) !== undefined;
+}
+
+async function migrateUnderLock(redis: Redis, keys: RedisKeys, old: LayoutOneKeys, token: string, logger: Logger): Promise<void> {
+  let lost = false;
+  const renew = setInterval(() => {
+    void runScript(redis, 'renewLock', { lock: keys.migrationLock }, { token, ms: LOCK_MS }).then(
+      (renewed) => (lost ||= renewed !== 1),
+      () => undefined,
+    );
+  }, LOCK_MS / 3);
   try {
-    logger.info({ prefix, from: 1, to: SCHEMA_VERSION }, 'migrating the Redis key layout');
-    const merged = await migrateSubscribers(redis, prefix);
-    const sends = await migrateSends(redis, prefix);
+    await redis.set(keys.migrationInProgress, String(SCHEMA_VERSION));
+    logger.info({ from: 1, to: SCHEMA_VERSION }, 'migrating the Redis key layout');
+    const merged = await migrateSubscribers(redis, keys, old);
+    const sends = await migrateSends(redis, keys, old);
+    if (lost) throw new Error('lost the migration lock to another process; it will finish the migration');
+    // Last: what marks layout 1. Until it is gone, the next process re-runs the (repeatable) steps.
+    await redis.del(old.subscriberByEmail, old.subscriberSeq, old.lists, old.sendSeq);
     await redis.set(keys.schemaVersion, String(SCHEMA_VERSION));
-    logger.info({ prefix, mergedSubscribers: merged, sends }, 'Redis key layout migrated');
+    await redis.del(keys.migrationInProgress);
+    logger.info({ mergedSubscribers: merged, sends }, 'Redis key layout migrated');
   } finally {
-    if ((await redis.get(keys.migrationLock)) === token) await redis.del(keys.migrationLock);
+    clearInterval(renew);
+    await runScript(redis, 'releaseLock', { lock: keys.migrationLock }, { token });
   }
 }
 
 async function firstMatch(redis: Redis, pattern: string): Promise<string | undefined> {
-  let cursor = '0';
-  do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    if (found.length > 0) return found[0];
-    cursor = next;
-  } while (cursor !== '0');
+  for (const key of await scanAll(redis, pattern)) return key;
   return undefined;
 }
 
-async function renameIfExists(redis: Redis, from: string, to: string): Promise<void> {
-  if (from !== to && (await redis.exists(from)) === 1) await redis.rename(from, to);
+async function scanAll(redis: Redis, pattern: string): Promise<string[]> {
+  const found: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    found.push(...keys);
+    cursor = next;
+  } while (cursor !== '0');
+  return found;
+}
+
+/** Renames what exists, BATCH keys per round trip; a key already renamed (by a run that died) is skipped. */
+async function renameAll(redis: Redis, renames: readonly (readonly [string, string])[]): Promise<void> {
+  for (let start = 0; start < renames.length; start += BATCH) {
+    const pipeline = redis.pipeline();
+    for (const [from, to] of renames.slice(start, start + BATCH)) if (from !== to) pipeline.rename(from, to);
+    for (const [error] of (await pipeline.exec()) ?? []) {
+      if (error && !/no such key/i.test(error.message)) throw error;
+    }
+  }
 }
 
 /** Returns how many subscriber records were merged into another with the same address. */
-async function migrateSubscribers(redis: Redis, prefix: string): Promise<number> {
-  const keys = redisKeys(prefix);
-  const old = layoutOneKeys(prefix);
-  await renameIfExists(redis, old.subscriberSeq, keys.subscriberSeq);
-  await renameIfExists(redis, old.lists, keys.lists);
-  const lists = await redis.smembers(keys.lists);
-  for (const list of lists) await renameIfExists(redis, old.list(list), keys.list(list));
+async function migrateSubscribers(redis: Redis, keys: RedisKeys, old: LayoutOneKeys): Promise<number> {
+  // Copies, not renames, of what marks layout 1: those go last (see migrateUnderLock).
+  const seq = Number(await redis.get(old.subscriberSeq));
+  if (seq > Number(await redis.get(keys.subscriberSeq))) await redis.set(keys.subscriberSeq, String(seq));
+  const lists = await redis.smembers(old.lists);
+  if (lists.length > 0) await redis.sadd(keys.lists, ...lists);
+  await renameAll(
+    redis,
+    lists.map((list) => [old.list(list), keys.list(list)] as const),
+  );
 
   const byKey = new Map<string, string[]>();
   const index = await redis.hgetall(old.subscriberByEmail);
+  await renameAll(
+    redis,
+    Object.values(index).map((id) => [old.subscriber(id), keys.subscriber(id)] as const),
+  );
   for (const [address, id] of Object.entries(index)) {
-    await renameIfExists(redis, old.subscriber(id), keys.subscriber(id));
     const ids = byKey.get(emailKey(address)) ?? [];
     ids.push(id);
     byKey.set(emailKey(address), ids);
   }
   let merged = 0;
+  const entries: Record<string, string> = {};
   for (const [key, ids] of byKey) {
     const [keep, ...duplicates] = ids.sort((a, b) => Number(a) - Number(b)) as [string, ...string[]];
-    await redis.hset(keys.subscriberByEmail, key, keep);
+    entries[key] = keep;
     for (const duplicate of duplicates) {
-      await mergeInto(redis, prefix, lists, keep, duplicate);
+      await mergeInto(redis, keys, lists, keep, duplicate);
       merged += 1;
     }
   }
-  await redis.del(old.subscriberByEmail);
-  for (const list of lists) await recount(redis, prefix, list);
+  if (Object.keys(entries).length > 0) await redis.hset(keys.subscriberByEmail, entries);
+  for (const list of lists) await recount(redis, keys, list);
   return merged;
 }
 
-async function mergeInto(redis: Redis, prefix: string, lists: readonly string[], keep: string, duplicate: string): Promise<void> {
-  const keys = redisKeys(prefix);
+async function mergeInto(redis: Redis, keys: RedisKeys, lists: readonly string[], keep: string, duplicate: string): Promise<void> {
   const [kept, dropped] = await Promise.all([redis.hget(keys.subscriber(keep), 'status'), redis.hget(keys.subscriber(duplicate), 'status')]);
   const strength = (status: string | null) => STATUS_STRENGTH[(status ?? 'active') as SubscriberStatus] ?? 0;
   if (dropped && strength(dropped) > strength(kept)) await redis.hset(keys.subscriber(keep), 'status', dropped);
@@ -128,11 +182,10 @@ async function mergeInto(redis: Redis, prefix: string, lists: readonly string[],
 }
 
 /** Fills a list's per-status counters from its members' records (once, during the migration). */
-async function recount(redis: Redis, prefix: string, list: string): Promise<void> {
-  const keys = redisKeys(prefix);
+async function recount(redis: Redis, keys: RedisKeys, list: string): Promise<void> {
   const counts = Object.fromEntries(SUBSCRIBER_STATUSES.map((status) => [status, 0])) as Record<SubscriberStatus, number>;
   for (let after = 0; ;) {
-    const ids = await redis.zrangebyscore(keys.list(list), `(${after}`, '+inf', 'LIMIT', 0, 1000);
+    const ids = await redis.zrangebyscore(keys.list(list), `(${after}`, '+inf', 'LIMIT', 0, BATCH);
     if (ids.length === 0) break;
     const pipeline = redis.pipeline();
     for (const id of ids) pipeline.hget(keys.subscriber(id), 'status');
@@ -141,38 +194,52 @@ async function recount(redis: Redis, prefix: string, list: string): Promise<void
     }
     after = Number(ids.at(-1));
   }
-  await redis.del(keys.listCounts(list));
+  // Every status is written: no delete first, so a crash here leaves the counters as they were.
   await redis.hset(keys.listCounts(list), counts);
 }
 
 /** Returns how many sends were moved to their issue's hash tag. */
-async function migrateSends(redis: Redis, prefix: string): Promise<number> {
-  const keys = redisKeys(prefix);
-  const old = layoutOneKeys(prefix);
-  const sendLists: string[] = [];
+async function migrateSends(redis: Redis, keys: RedisKeys, old: LayoutOneKeys): Promise<number> {
+  let moved = 0;
+  for (const listKey of await scanAll(redis, old.issueSendsPattern)) {
+    // "<prefix>:issue:<issueId>:sends" or "…:sends:<list>"
+    const [issueId, , list] = listKey.slice(old.issuePrefix.length).split(':');
+    if (!issueId) continue;
+    if (list !== undefined) {
+      await renameAll(redis, [[listKey, keys.listSends(issueId, list)]]);
+      continue;
+    }
+    const sendIds = await redis.lrange(listKey, 0, -1);
+    for (const sendId of sendIds) {
+      await renameAll(redis, [
+        [old.send(sendId), keys.send(sendId)],
+        [old.sendArtifact(sendId), keys.sendArtifact(sendId)],
+        [old.sendRecipients(sendId), keys.sendRecipients(sendId)],
+        [old.sendRequeuePending(sendId), keys.sendRequeuePending(sendId)],
+        [old.sendFailures(sendId), keys.sendFailures(sendId)],
+      ]);
+      await indexQueuedJobs(redis, keys, sendId);
+      moved += 1;
+    }
+    // The archive orders issues by their first send, not by when this migration ran.
+    const firstSentAt = Date.parse((await redis.hget(keys.send(sendIds[0] ?? ''), 'createdAt')) ?? '');
+    await redis.zadd(keys.sentIssues, 'NX', Number.isNaN(firstSentAt) ? Date.now() : firstSentAt, issueId);
+    await renameAll(redis, [[listKey, keys.issueSends(issueId)]]);
+  }
+  return moved;
+}
+
+/**
+ * Layout 1 kept no job index: a recipient still queued is served by its fan-out job (or a retry
+ * round's, which a stuck-send repair then finds and replaces if it will not run).
+ */
+async function indexQueuedJobs(redis: Redis, keys: RedisKeys, sendId: string): Promise<void> {
   let cursor = '0';
   do {
-    const [next, found] = await redis.scan(cursor, 'MATCH', old.issueSendsPattern, 'COUNT', 1000);
-    sendLists.push(...found);
+    const [next, flat] = await redis.hscan(keys.sendRecipients(sendId), cursor, 'COUNT', BATCH);
     cursor = next;
+    const queued: Record<string, string> = {};
+    for (let index = 0; index + 1 < flat.length; index += 2) if (flat[index + 1] === 'queued') queued[flat[index]!] = sendJobId(sendId, flat[index]!);
+    if (Object.keys(queued).length > 0) await redis.hset(keys.sendQueuedJobs(sendId), queued);
   } while (cursor !== '0');
-  let moved = 0;
-  const issuePrefix = `${prefix}:issue:`;
-  for (const listKey of sendLists) {
-    // "<prefix>:issue:<issueId>:sends" or "…:sends:<list>"
-    const [issueId, , list] = listKey.slice(issuePrefix.length).split(':');
-    if (!issueId) continue;
-    if (list === undefined) {
-      for (const sendId of await redis.lrange(listKey, 0, -1)) {
-        for (const suffix of old.sendSuffixes) await renameIfExists(redis, `${old.send(sendId)}${suffix}`, `${keys.send(sendId)}${suffix}`);
-        moved += 1;
-      }
-      await redis.zadd(keys.sentIssues, 'NX', Date.now(), issueId);
-      await renameIfExists(redis, listKey, keys.issueSends(issueId));
-    } else {
-      await renameIfExists(redis, listKey, keys.listSends(issueId, list));
-    }
-  }
-  await redis.del(old.sendSeq);
-  return moved;
 }
