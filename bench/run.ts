@@ -9,6 +9,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseConfig, PROJECT_ROOT } from '../config/index.ts';
 import { loadIssue } from '../src/content/load-issue.ts';
+import { isFinalSendState } from '../src/core/send-status.ts';
 import { startPrivateRedis } from '../src/dev/private-redis.ts';
 import { startSmtpSink } from '../src/dev/smtp-sink.ts';
 import { compileIssue } from '../src/render/compile-issue.ts';
@@ -171,7 +172,7 @@ async function main(): Promise<void> {
 
   // The send's own record must agree: every recipient accepted, none failed.
   let record = await services.sends.get(started.sendId);
-  for (const deadline = Date.now() + 30_000; record && record.state !== 'sent' && record.state !== 'sent-with-failures' && Date.now() < deadline;) {
+  for (const deadline = Date.now() + 30_000; record && !isFinalSendState(record.state) && Date.now() < deadline;) {
     await new Promise((resolve) => setTimeout(resolve, 100));
     record = await services.sends.get(started.sendId);
   }

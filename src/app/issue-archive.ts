@@ -1,6 +1,5 @@
-import Handlebars from 'handlebars';
 import { issueSchema } from '../content/issue-schema.ts';
-import { registerRawHelper, type SubscriberFieldName } from '../render/stage-two-fields.ts';
+import { compileStageTwo, type SubscriberFieldName } from '../render/stage-two-fields.ts';
 import type { SendStore } from '../store/send-store.ts';
 
 /** One entry of the web archive's index. */
@@ -41,11 +40,9 @@ export function neutralReaderFields(publicUrl: string): Readonly<Record<Subscrib
   return { name: '', email: '', unsubscribeUrl: `${publicUrl}/unsubscribe` };
 }
 
-/** Fills a compiled HTML template as the worker does, with the same Handlebars setup and options. */
+/** Fills a compiled HTML template as the worker does (compileStageTwo). */
 export function fillHtmlTemplate(htmlTemplate: string, fields: Readonly<Record<SubscriberFieldName, string>>): string {
-  const handlebars = Handlebars.create();
-  registerRawHelper(handlebars);
-  return handlebars.compile(htmlTemplate, { strict: true, knownHelpersOnly: true })(fields);
+  return compileStageTwo({ htmlTemplate, textTemplate: '' }).html(fields);
 }
 
 /** Whether a string is shaped like an issue id; anything else never reaches a Redis key. */

@@ -1,9 +1,9 @@
-import Handlebars from 'handlebars';
+import type Handlebars from 'handlebars';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { encodeWords, foldLines, isPlainText } from 'nodemailer/lib/mime-funcs';
 import { encode as qpEncode, wrap as qpWrap } from 'nodemailer/lib/qp';
 import type { CompiledIssue } from '../render/compile-issue.ts';
-import { RAW_HELPER, registerRawHelper, type SubscriberFieldName } from '../render/stage-two-fields.ts';
+import { compileStageTwo, toCrlf, type SubscriberFieldName } from '../render/stage-two-fields.ts';
 import { unsubscribeUrl } from '../core/tokens.ts';
 import { cleanDisplayName } from '../core/address.ts';
 
@@ -72,20 +72,11 @@ interface PreparedPart {
  * buffers: the 80 KB of issue HTML is never rendered, encoded or copied into a string again.
  */
 export async function prepareMessageComposer(compiled: CompiledIssue, identity: SendIdentity): Promise<MessageComposer> {
-  const handlebars = Handlebars.create();
-  registerRawHelper(handlebars);
-  const renderHtml = handlebars.compile(compiled.htmlTemplate, { strict: true, knownHelpersOnly: true });
-  // Text parts travel in canonical form, CRLF line ends (RFC 2045 §6.8 encodes after canonicalising).
-  const renderText = handlebars.compile(toCrlf(compiled.textTemplate), {
-    strict: true,
-    knownHelpersOnly: true,
-    knownHelpers: { [RAW_HELPER]: true },
-    noEscape: true,
-  });
+  const { html: renderHtml, text: renderText, escape } = compileStageTwo(compiled);
   const domain = compiled.from.address.slice(compiled.from.address.lastIndexOf('@') + 1);
   const listId = `${compiled.listName}.${new URL(compiled.publicUrl).hostname}`;
   const textPart = preparePart('text/plain', renderText, (value) => value);
-  const htmlPart = preparePart('text/html', renderHtml, (value) => handlebars.escapeExpression(value));
+  const htmlPart = preparePart('text/html', renderHtml, escape);
 
   const skeleton = await buildSkeleton({
     // A copy: MailComposer rewrites address objects in place, and config objects are frozen.
@@ -198,10 +189,6 @@ function preparePart(contentType: string, render: Handlebars.TemplateDelegate<Te
  */
 function quotedPrintablePiece(text: string): string {
   return `${qpWrap(qpEncode(toCrlf(text)), 75)}=\r\n`;
-}
-
-function toCrlf(text: string): string {
-  return text.replace(/\r?\n/g, '\r\n');
 }
 
 /**

@@ -10,8 +10,10 @@ import { buildIssuePreview } from '../app/preview.ts';
 import { openServices } from '../services.ts';
 import { startSend } from '../app/start-send.ts';
 import { importSubscribersCsv } from '../app/import-csv.ts';
+import { isFinalSendState } from '../core/send-status.ts';
 import { DEFAULT_LIST } from '../core/subscriber.ts';
-import { describeSendStatus, sendStatusReport } from '../app/send-report.ts';
+import { sendStatusReport } from '../app/send-report.ts';
+import { describeSendStatus } from '../cli/format.ts';
 
 const DEMO_ISSUE = 'vol-138';
 /** The demo's own key prefix; it only ever deletes keys under it. */
@@ -84,7 +86,7 @@ export async function runDemo(options: { readonly io: { out(line: string): void;
     let lastProgressAt = Date.now();
     for (;;) {
       const record = await services.sends.get(send.sendId);
-      if (!record || record.state === 'sent' || record.state === 'sent-with-failures') break;
+      if (!record || isFinalSendState(record.state)) break;
       if (record.pending !== lastPending) [lastPending, lastProgressAt] = [record.pending, Date.now()];
       if (Date.now() - lastProgressAt > DEMO_STALL_MS) {
         throw new Error(`The send made no progress for ${DEMO_STALL_MS / 1000} s (${record.pending} pending); see: newsletter status ${DEMO_ISSUE}`);

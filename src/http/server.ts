@@ -1,5 +1,6 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Config } from '../../config/index.ts';
+import type { Logger } from '../logger.ts';
 import { createIssueArchive } from '../app/issue-archive.ts';
 import type { SendStore } from '../store/send-store.ts';
 import type { SubscriberStore } from '../store/subscriber-store.ts';
@@ -15,9 +16,12 @@ export async function buildHttpApp(deps: {
   readonly config: Config;
   readonly subscribers: SubscriberStore;
   readonly sends: SendStore;
+  readonly logger: Logger;
 }): Promise<FastifyInstance> {
   const { config, subscribers, sends } = deps;
-  const app = Fastify({ logger: false });
+  // The one logger; a line per request would drown the rest, errors are logged with their request.
+  const loggerInstance: FastifyBaseLogger = deps.logger;
+  const app = Fastify({ loggerInstance, disableRequestLogging: true });
   // The unsubscribe POST is decided by the token in the URL alone; its body (form-encoded or
   // multipart, as RFC 8058 allows, or empty) is never read, so any content type is accepted as is.
   app.removeAllContentTypeParsers();

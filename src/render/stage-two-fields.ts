@@ -24,6 +24,33 @@ export function registerRawHelper(handlebars: typeof Handlebars): void {
   handlebars.registerHelper(RAW_HELPER, (options: Handlebars.HelperOptions) => options.fn(undefined));
 }
 
+/** The per-subscriber values of a compiled issue's placeholders. */
+export type SubscriberFields = Readonly<Record<SubscriberFieldName, string>>;
+
+/**
+ * Compiles the two stage-two templates of a compiled issue the one way every reader of them must:
+ * strict, known helpers only, HTML-escaping for the HTML part, raw text (CRLF line ends, as the text
+ * part travels) for the text part. The worker and the web version both fill through this.
+ */
+export function compileStageTwo(templates: { readonly htmlTemplate: string; readonly textTemplate: string }): {
+  readonly html: Handlebars.TemplateDelegate<SubscriberFields>;
+  readonly text: Handlebars.TemplateDelegate<SubscriberFields>;
+  readonly escape: (value: string) => string;
+} {
+  const handlebars = Handlebars.create();
+  registerRawHelper(handlebars);
+  return {
+    html: handlebars.compile(templates.htmlTemplate, { strict: true, knownHelpersOnly: true }),
+    text: handlebars.compile(toCrlf(templates.textTemplate), { strict: true, knownHelpersOnly: true, knownHelpers: { [RAW_HELPER]: true }, noEscape: true }),
+    escape: (value) => handlebars.escapeExpression(value),
+  };
+}
+
+/** Canonical line ends (CRLF), as a text part travels (RFC 2045 §6.8 encodes after canonicalising). */
+export function toCrlf(text: string): string {
+  return text.replace(/\r?\n/g, '\r\n');
+}
+
 /** Lists what in a stage-two template is not one of the subscriber fields, an `#if` on one, or a raw block. */
 export function unexpectedPlaceholders(source: string): string[] {
   const problems: string[] = [];

@@ -20,7 +20,8 @@ export async function connectRedis(url: string, options: { blocking?: boolean; a
     lazyConnect: true,
     connectTimeout: 5_000,
     maxRetriesPerRequest: options.blocking ? null : 3,
-    // Give up quickly on the first connection; later drops reconnect with a capped backoff.
+    // connectTimeout bounds the first connection (connect() below then fails with a clear error);
+    // later drops reconnect for ever, backing off up to 2 s between tries.
     retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
   };
   const redis = new Redis(url, redisOptions);

@@ -114,7 +114,11 @@ export class SendStore {
 
   /** The send with its counters and derived state: two reads, whatever the send's size. */
   async get(sendId: string): Promise<SendRecord | undefined> {
-    const [hash, total] = await Promise.all([this.redis.hgetall(this.keys.send(sendId)), this.redis.hlen(this.keys.sendRecipients(sendId))]);
+    // One transaction, so the counters and the total are of the same moment (the keys share a hash tag).
+    const replies = (await this.redis.multi().hgetall(this.keys.send(sendId)).hlen(this.keys.sendRecipients(sendId)).exec()) ?? [];
+    for (const [error] of replies) if (error) throw error;
+    const hash = (replies[0]?.[1] ?? {}) as Record<string, string>;
+    const total = Number(replies[1]?.[1] ?? 0);
     if (Object.keys(hash).length === 0) return undefined;
     const stored = parseRecord(sendHashSchema, hash, `The record of send ${sendId}`);
     const status = computeSendStatus({

@@ -1,5 +1,6 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { describeSendStatus, sendStatusReport } from '../../src/app/send-report.ts';
+import { sendStatusReport } from '../../src/app/send-report.ts';
+import { describeSendStatus } from '../../src/cli/format.ts';
 import { STATUS_CHANGES } from '../../src/core/subscriber.ts';
 import { redisKeys } from '../../src/store/keys.ts';
 import { refusingRecords, waitFor, withFault } from '../support/faults.ts';

@@ -1,3 +1,4 @@
+import { isFinalSendState } from '../../src/core/send-status.ts';
 import { describe, expect, it } from 'vitest';
 import type { Services } from '../../src/services.ts';
 import type { SendRecord } from '../../src/store/send-store.ts';
@@ -71,7 +72,7 @@ describe('a Redis restart during a send', () => {
       const record = await waitFor(
         async () => {
           const current = await readSend(services, sendId);
-          return current && (current.state === 'sent' || current.state === 'sent-with-failures') ? current : undefined;
+          return current && isFinalSendState(current.state) ? current : undefined;
         },
         30_000,
         progress,

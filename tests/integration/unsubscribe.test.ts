@@ -18,7 +18,12 @@ async function sentHarness(label: string) {
   await harness.startWorker();
   const { sendId } = await harness.send('vol-138');
   await harness.waitForSend(sendId);
-  const app = await buildHttpApp({ config: harness.config, subscribers: harness.services.subscribers, sends: harness.services.sends });
+  const app = await buildHttpApp({
+    config: harness.config,
+    subscribers: harness.services.subscribers,
+    sends: harness.services.sends,
+    logger: harness.services.logger,
+  });
   return { harness, app };
 }
 

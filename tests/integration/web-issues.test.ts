@@ -11,7 +11,12 @@ const ISSUES_DIR = path.join(PROJECT_ROOT, 'emails', 'issues');
 
 /** The HTTP app on a loopback port, closed when the test finishes. */
 async function serve(harness: Harness) {
-  const app = await buildHttpApp({ config: harness.config, subscribers: harness.services.subscribers, sends: harness.services.sends });
+  const app = await buildHttpApp({
+    config: harness.config,
+    subscribers: harness.services.subscribers,
+    sends: harness.services.sends,
+    logger: harness.services.logger,
+  });
   onTestFinished(() => app.close());
   const origin = await app.listen({ host: '127.0.0.1', port: 0 });
   const publicUrl = harness.config.publicUrl;

@@ -154,8 +154,8 @@ export function spawnCli(args: readonly string[], options: { env: Record<string,
     stdout: () => stdout,
     stderr: () => stderr,
     exited,
-    waitForStdout: (pattern, timeoutMs) =>
-      waitFor(
+    waitForStdout: async (pattern, timeoutMs) => {
+      await waitFor(
         () => {
           if (!running() && !pattern.test(stdout))
             throw new Error(
@@ -165,9 +165,10 @@ export function spawnCli(args: readonly string[], options: { env: Record<string,
         },
         timeoutMs,
         `newsletter ${args.join(' ')} to print ${pattern} on stdout`,
-      ),
-    waitForStderr: (pattern, timeoutMs) =>
-      waitFor(
+      );
+    },
+    waitForStderr: async (pattern, timeoutMs) => {
+      await waitFor(
         () => {
           if (!running() && !pattern.test(stderr))
             throw new Error(`newsletter ${args.join(' ')} exited (${child.exitCode ?? child.signalCode}) before printing ${pattern}; stderr: ${stderr}`);
@@ -175,7 +176,8 @@ export function spawnCli(args: readonly string[], options: { env: Record<string,
         },
         timeoutMs,
         `newsletter ${args.join(' ')} to print ${pattern} on stderr`,
-      ),
+      );
+    },
     async kill() {
       if (running()) child.kill('SIGKILL');
       await exited;

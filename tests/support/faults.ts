@@ -23,12 +23,22 @@ export function withFault<T extends object, K extends keyof T>(
   });
 }
 
-/** Waits until `condition` holds, checking every 20 ms, or fails after `timeoutMs` naming what it waited for. */
-export async function waitFor(condition: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
+/**
+ * Waits until `condition` gives a truthy value (and returns it), checking every `intervalMs`, or
+ * fails after `timeoutMs` saying what it waited for: a bounded wait, never a fixed sleep.
+ */
+export async function waitFor<T>(
+  condition: () => Promise<T | undefined | false | null> | T | undefined | false | null,
+  timeoutMs: number,
+  what: string | (() => string | Promise<string>),
+  intervalMs = 20,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+  for (;;) {
+    const value = await condition();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : await what()}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
 

@@ -1,10 +1,12 @@
 import { onTestFinished } from 'vitest';
 import type { Config } from '../../config/index.ts';
+import { isFinalSendState } from '../../src/core/send-status.ts';
 import { startSmtpSink, type SmtpRejection, type SmtpSink } from '../../src/dev/smtp-sink.ts';
 import { openServices, type Services } from '../../src/services.ts';
 import type { SendRecord } from '../../src/store/send-store.ts';
 import { startSend, type StartSendResult } from '../../src/app/start-send.ts';
 import { startSendWorker, type SendWorkerHandle, type SendWorkerOptions } from '../../src/workers/send.ts';
+import { waitFor } from './faults.ts';
 import { testConfig } from './test-config.ts';
 
 /** One message as the SMTP server received it. */
@@ -68,13 +70,16 @@ export async function createHarness(
       return startSend(services, { issueId, list: 'weekly', resend: sendOptions.resend ?? false });
     },
     async waitForSend(sendId, timeoutMs = 30_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const record = await services.sends.get(sendId);
-        if (record && (record.state === 'sent' || record.state === 'sent-with-failures')) return record;
-        if (Date.now() > deadline) throw new Error(`send ${sendId} not finished after ${timeoutMs} ms: ${JSON.stringify(record)}`);
-        await new Promise((resolve) => setTimeout(resolve, 25));
-      }
+      let record: SendRecord | undefined;
+      return waitFor(
+        async () => {
+          record = await services.sends.get(sendId);
+          return record && isFinalSendState(record.state) ? record : undefined;
+        },
+        timeoutMs,
+        () => `send ${sendId} to finish: ${JSON.stringify(record)}`,
+        25,
+      );
     },
     close() {
       closing ??= (async () => {

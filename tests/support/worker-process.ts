@@ -1,6 +1,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import path from 'node:path';
 import { onTestFinished } from 'vitest';
+export { waitFor } from './faults.ts';
 import { PROJECT_ROOT, type Config } from '../../config/index.ts';
 
 const CLI = path.join(PROJECT_ROOT, 'bin/newsletter.js');
@@ -125,22 +126,6 @@ export async function spawnWorker(
   options.onSpawn?.(handle);
   await handle.waitForOutput(/worker \d+ running/, options.readyTimeoutMs ?? 20_000, 'stdout');
   return handle;
-}
-
-/** Waits until `condition` returns a truthy value, checking every `intervalMs`; fails with `describe()` after `timeoutMs`. */
-export async function waitFor<T>(
-  condition: () => Promise<T | undefined | false | null> | T | undefined | false | null,
-  timeoutMs: number,
-  describe: () => string | Promise<string>,
-  intervalMs = 20,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await condition();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`not reached within ${timeoutMs} ms: ${await describe()}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
 }
 
 /** Resolves like `promise`, or fails with `describe()` if it hasn't settled after `timeoutMs`. */

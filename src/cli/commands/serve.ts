@@ -5,7 +5,7 @@ import type { CliContext } from '../context.ts';
 export async function serveCommand(cli: CliContext): Promise<void> {
   await cli.withServices(async (services) => {
     const { config } = services;
-    const app = await buildHttpApp({ config, subscribers: services.subscribers, sends: services.sends });
+    const app = await buildHttpApp({ config, subscribers: services.subscribers, sends: services.sends, logger: services.logger });
     await app.listen({ host: config.http.host, port: config.http.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.http.port;

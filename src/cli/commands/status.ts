@@ -1,4 +1,5 @@
-import { describeSendStatus, sendStatusReport } from '../../app/send-report.ts';
+import { sendStatusReport } from '../../app/send-report.ts';
+import { describeSendStatus } from '../format.ts';
 import type { CliContext } from '../context.ts';
 
 /** `newsletter status <issue>`: where the latest send stands and who failed. */
