@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChainableCommander, Redis } from 'ioredis';
+import { z } from 'zod';
+import { parseRecord } from './records.ts';
 
 /** Where the .lua files are: one script each, with a header naming its KEYS and ARGV. */
 const SCRIPTS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'scripts');
@@ -13,7 +15,11 @@ interface ScriptSpec {
   readonly argv: readonly string[];
   /** Takes more keys after the named ones (the header ends its KEYS line with "..."). */
   readonly variadicKeys?: boolean;
+  /** What the script returns (its header's "Returns" line), parsed, never cast. */
+  readonly reply: z.ZodType;
 }
+
+const outcome = <T extends string>(...outcomes: [T, ...T[]]) => z.tuple([z.enum(outcomes), z.string()]);
 
 /**
  * Every Lua script of the store. The names here must match each file's `-- KEYS:` and `-- ARGV:`
@@ -24,29 +30,44 @@ export const SCRIPTS = {
     file: 'create-send.lua',
     keys: ['listSends', 'issueSends', 'send', 'artifact'],
     argv: ['expectedCount', 'sendId', 'issueId', 'list', 'resend', 'now', 'artifact', 'contentHash'],
+    reply: outcome('created', 'exists', 'retry'),
   },
-  markRecipient: { file: 'mark-recipient.lua', keys: ['send', 'recipients', 'failures', 'queuedJobs'], argv: ['subscriberId', 'state', 'now', 'failure'] },
-  fanOutDone: { file: 'fan-out-done.lua', keys: ['send', 'recipients'], argv: ['now'] },
-  requeueFailed: { file: 'requeue-failed.lua', keys: ['send', 'recipients', 'failures', 'pending'], argv: [] },
+  markRecipient: {
+    file: 'mark-recipient.lua',
+    keys: ['send', 'recipients', 'failures', 'queuedJobs'],
+    argv: ['subscriberId', 'state', 'now', 'failure'],
+    reply: z.string(),
+  },
+  fanOutDone: { file: 'fan-out-done.lua', keys: ['send', 'recipients'], argv: ['now'], reply: z.literal(1) },
+  requeueFailed: {
+    file: 'requeue-failed.lua',
+    keys: ['send', 'recipients', 'failures', 'pending'],
+    argv: [],
+    reply: z.tuple([z.number().int().nonnegative(), z.array(z.string())]),
+  },
   upsertSubscriber: {
     file: 'upsert-subscriber.lua',
     keys: ['byEmail', 'subscriber', 'list', 'listCounts', 'lists'],
     argv: ['emailKey', 'email', 'name', 'attributes', 'listName', 'now', 'id', 'isNew'],
+    reply: z.union([z.tuple([z.literal('ok'), z.string(), z.union([z.literal(0), z.literal(1)])]), z.tuple([z.literal('retry'), z.string()])]),
   },
   changeStatus: {
     file: 'change-status.lua',
     keys: ['subscriber', 'lists'],
     argv: ['subscriberId', 'fromStatuses', 'toStatus', 'now', 'listCount'],
     variadicKeys: true,
+    reply: outcome('changed', 'unchanged', 'missing', 'retry'),
   },
-  releaseLock: { file: 'release-lock.lua', keys: ['lock'], argv: ['token'] },
-  renewLock: { file: 'renew-lock.lua', keys: ['lock'], argv: ['token', 'ms'] },
+  releaseLock: { file: 'release-lock.lua', keys: ['lock'], argv: ['token'], reply: z.union([z.literal(0), z.literal(1)]) },
+  renewLock: { file: 'renew-lock.lua', keys: ['lock'], argv: ['token', 'ms'], reply: z.union([z.literal(0), z.literal(1)]) },
 } as const satisfies Record<string, ScriptSpec>;
 
 /** One of SCRIPTS. */
 export type ScriptName = keyof typeof SCRIPTS;
 type KeysOf<N extends ScriptName> = Readonly<Record<(typeof SCRIPTS)[N]['keys'][number], string>>;
 type ArgsOf<N extends ScriptName> = Readonly<Record<(typeof SCRIPTS)[N]['argv'][number], string | number>>;
+/** What a script returns, as its spec's reply schema parses it. */
+export type ReplyOf<N extends ScriptName> = z.infer<(typeof SCRIPTS)[N]['reply']>;
 
 const commandName = (name: ScriptName) => `nl_${name}`;
 
@@ -83,11 +104,22 @@ function argumentsOf<N extends ScriptName>(name: N, keys: KeysOf<N>, args: ArgsO
 
 type ScriptCommand = (...args: (string | number)[]) => Promise<unknown>;
 
-/** Runs a script; `extraKeys` go after the named keys of a variadic script. */
-export function runScript<N extends ScriptName>(redis: Redis, name: N, keys: KeysOf<N>, args: ArgsOf<N>, extraKeys: readonly string[] = []): Promise<unknown> {
+/** Runs a script and parses its reply; `extraKeys` go after the named keys of a variadic script. */
+export async function runScript<N extends ScriptName>(
+  redis: Redis,
+  name: N,
+  keys: KeysOf<N>,
+  args: ArgsOf<N>,
+  extraKeys: readonly string[] = [],
+): Promise<ReplyOf<N>> {
   defineScripts(redis);
   const command = (redis as unknown as Record<string, ScriptCommand>)[commandName(name)] as ScriptCommand;
-  return command.apply(redis, argumentsOf(name, keys, args, extraKeys));
+  return parseReply(name, await command.apply(redis, argumentsOf(name, keys, args, extraKeys)));
+}
+
+/** Parses a reply of a script queued on a pipeline. */
+export function parseReply<N extends ScriptName>(name: N, reply: unknown): ReplyOf<N> {
+  return parseRecord(SCRIPTS[name].reply as unknown as z.ZodType<ReplyOf<N>>, reply, `The reply of ${SCRIPTS[name].file}`);
 }
 
 /** Adds a script call to a pipeline (whose connection ran defineScripts). */

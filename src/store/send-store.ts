@@ -73,7 +73,7 @@ export class SendStore {
     for (let round = 0; round < MAX_CREATE_RACES; round += 1) {
       const existing = await this.redis.llen(listSends);
       const sendId = `${compiled.issueId}.${compiled.listName}.${existing + 1}`;
-      const [outcome, id] = (await runScript(
+      const [outcome, id] = await runScript(
         this.redis,
         'createSend',
         { listSends, issueSends: this.keys.issueSends(compiled.issueId), send: this.keys.send(sendId), artifact: this.keys.sendArtifact(sendId) },
@@ -87,7 +87,7 @@ export class SendStore {
           artifact: JSON.stringify(compiled),
           contentHash: compiled.contentHash,
         },
-      )) as [string, string];
+      );
       if (outcome !== 'retry') return { created: outcome === 'created', sendId: id };
     }
     throw new Error(`could not create a send of ${compiled.issueId}: other sends kept being created at the same time`);
@@ -213,7 +213,7 @@ export class SendStore {
    * Call requeueDone() once their jobs are added.
    */
   async requeueTemporaryFailures(sendId: string): Promise<{ round: number; subscriberIds: string[] }> {
-    const [round, subscriberIds] = (await runScript(
+    const [round, subscriberIds] = await runScript(
       this.redis,
       'requeueFailed',
       {
@@ -223,7 +223,7 @@ export class SendStore {
         pending: this.keys.sendRequeuePending(sendId),
       },
       {},
-    )) as [number, string[]];
+    );
     return { round, subscriberIds };
   }
 

@@ -5,7 +5,7 @@ import { SUBSCRIBER_STATUSES, type StatusChange, type Subscriber, type Subscribe
 import { redisKeys, type RedisKeys } from './keys.ts';
 import { parseJson, parseRecord } from './records.ts';
 
-import { defineScripts, queueScript, runScript } from './scripts.ts';
+import { defineScripts, parseReply, queueScript, runScript } from './scripts.ts';
 
 /**
  * A subscriber hash as stored. A status this code doesn't know must never be read as "active"
@@ -94,10 +94,10 @@ export class SubscriberStore {
       const retry: number[] = [];
       replies.forEach(([error, reply], position) => {
         if (error) throw error;
-        const [outcome, id, created] = reply as [string, string, number];
+        const parsed = parseReply('upsertSubscriber', reply);
         const index = todo[position]!;
-        if (outcome === 'retry') retry.push(index);
-        else results[index] = { id: String(id), created: created === 1 };
+        if (parsed[0] === 'retry') retry.push(index);
+        else results[index] = { id: parsed[1], created: parsed[2] === 1 };
       });
       todo = retry;
     }
@@ -150,16 +150,16 @@ export class SubscriberStore {
   async changeStatus(id: string, change: StatusChange): Promise<{ changed: boolean; previous: SubscriberStatus | undefined }> {
     for (let round = 0; ; round += 1) {
       const lists = await this.redis.smembers(this.keys.lists);
-      const [outcome, previous] = (await runScript(
+      const [outcome, previous] = await runScript(
         this.redis,
         'changeStatus',
         { subscriber: this.keys.subscriber(id), lists: this.keys.lists },
         { subscriberId: id, fromStatuses: change.from.join(','), toStatus: change.to, now: new Date().toISOString(), listCount: lists.length },
         lists.flatMap((list) => [this.keys.list(list), this.keys.listCounts(list)]),
-      )) as [string, string];
+      );
       if (outcome === 'retry' && round < MAX_RACE_RETRIES) continue;
       if (outcome === 'retry') throw new Error(`could not change the status of subscriber ${id}: lists kept changing`);
-      return { changed: outcome === 'changed', previous: previous === '' ? undefined : (previous as SubscriberStatus) };
+      return { changed: outcome === 'changed', previous: SUBSCRIBER_STATUSES.find((status) => status === previous) };
     }
   }
 
