@@ -15,6 +15,8 @@ interface ScriptSpec {
   readonly argv: readonly string[];
   /** Takes more keys after the named ones (the header ends its KEYS line with "..."). */
   readonly variadicKeys?: boolean;
+  /** Takes more arguments after the named ones (the header ends its ARGV line with "..."). */
+  readonly variadicArgv?: boolean;
   /** What the script returns (its header's "Returns" line), parsed, never cast. */
   readonly reply: z.ZodType;
 }
@@ -45,11 +47,13 @@ export const SCRIPTS = {
     argv: [],
     reply: z.tuple([z.number().int().nonnegative(), z.array(z.string())]),
   },
-  upsertSubscriber: {
-    file: 'upsert-subscriber.lua',
-    keys: ['byEmail', 'subscriber', 'list', 'listCounts', 'lists'],
-    argv: ['emailKey', 'email', 'name', 'attributes', 'listName', 'now', 'id', 'isNew'],
-    reply: z.union([z.tuple([z.literal('ok'), z.string(), z.union([z.literal(0), z.literal(1)])]), z.tuple([z.literal('retry'), z.string()])]),
+  upsertSubscribers: {
+    file: 'upsert-subscribers.lua',
+    keys: ['byEmail', 'list', 'listCounts', 'lists'],
+    argv: ['listName', 'now'],
+    variadicKeys: true,
+    variadicArgv: true,
+    reply: z.array(z.union([z.string(), z.number()])),
   },
   changeStatus: {
     file: 'change-status.lua',
@@ -81,7 +85,9 @@ function loadSource(name: ScriptName): string {
   const problems: string[] = [];
   if (names(keysLine).join(' ') !== spec.keys.join(' ')) problems.push(`KEYS header "${keysLine}" ≠ ${spec.keys.join(' ')}`);
   if (keysLine.endsWith('...') !== (spec.variadicKeys ?? false)) problems.push('variadic KEYS mismatch');
-  if (names(header('ARGV')).join(' ') !== spec.argv.join(' ')) problems.push(`ARGV header "${header('ARGV')}" ≠ ${spec.argv.join(' ')}`);
+  const argvLine = header('ARGV');
+  if (names(argvLine).join(' ') !== spec.argv.join(' ')) problems.push(`ARGV header "${argvLine}" ≠ ${spec.argv.join(' ')}`);
+  if (argvLine.endsWith('...') !== (spec.variadicArgv ?? false)) problems.push('variadic ARGV mismatch');
   if (problems.length > 0) throw new Error(`Redis script ${spec.file}: ${problems.join('; ')}`);
   const libraries = names(header('USES')).map((lib) => readFileSync(path.join(SCRIPTS_DIR, 'lib', `${lib}.lua`), 'utf8'));
   return [...libraries, source].join('\n');
@@ -96,25 +102,25 @@ export function defineScripts(redis: Redis): void {
   }
 }
 
-function argumentsOf<N extends ScriptName>(name: N, keys: KeysOf<N>, args: ArgsOf<N>, extraKeys: readonly string[]): (string | number)[] {
+/** More keys and arguments after the named ones, for a variadic script. */
+export interface ScriptExtras {
+  readonly keys?: readonly string[];
+  readonly argv?: readonly (string | number)[];
+}
+
+function argumentsOf<N extends ScriptName>(name: N, keys: KeysOf<N>, args: ArgsOf<N>, extras: ScriptExtras): (string | number)[] {
   const spec: ScriptSpec = SCRIPTS[name];
-  const keyList = [...spec.keys.map((key) => (keys as Record<string, string>)[key] as string), ...extraKeys];
-  return [keyList.length, ...keyList, ...spec.argv.map((arg) => (args as Record<string, string | number>)[arg] as string | number)];
+  const keyList = [...spec.keys.map((key) => (keys as Record<string, string>)[key] as string), ...(extras.keys ?? [])];
+  return [keyList.length, ...keyList, ...spec.argv.map((arg) => (args as Record<string, string | number>)[arg] as string | number), ...(extras.argv ?? [])];
 }
 
 type ScriptCommand = (...args: (string | number)[]) => Promise<unknown>;
 
-/** Runs a script and parses its reply; `extraKeys` go after the named keys of a variadic script. */
-export async function runScript<N extends ScriptName>(
-  redis: Redis,
-  name: N,
-  keys: KeysOf<N>,
-  args: ArgsOf<N>,
-  extraKeys: readonly string[] = [],
-): Promise<ReplyOf<N>> {
+/** Runs a script and parses its reply; `extras` go after the named keys and arguments of a variadic script. */
+export async function runScript<N extends ScriptName>(redis: Redis, name: N, keys: KeysOf<N>, args: ArgsOf<N>, extras: ScriptExtras = {}): Promise<ReplyOf<N>> {
   defineScripts(redis);
   const command = (redis as unknown as Record<string, ScriptCommand>)[commandName(name)] as ScriptCommand;
-  return parseReply(name, await command.apply(redis, argumentsOf(name, keys, args, extraKeys)));
+  return parseReply(name, await command.apply(redis, argumentsOf(name, keys, args, extras)));
 }
 
 /** Parses a reply of a script queued on a pipeline. */
@@ -123,7 +129,7 @@ export function parseReply<N extends ScriptName>(name: N, reply: unknown): Reply
 }
 
 /** Adds a script call to a pipeline (whose connection ran defineScripts). */
-export function queueScript<N extends ScriptName>(pipeline: ChainableCommander, name: N, keys: KeysOf<N>, args: ArgsOf<N>): void {
+export function queueScript<N extends ScriptName>(pipeline: ChainableCommander, name: N, keys: KeysOf<N>, args: ArgsOf<N>, extras: ScriptExtras = {}): void {
   const command = (pipeline as unknown as Record<string, ScriptCommand>)[commandName(name)] as ScriptCommand;
-  void command.apply(pipeline, argumentsOf(name, keys, args, []));
+  void command.apply(pipeline, argumentsOf(name, keys, args, extras));
 }

@@ -34,6 +34,9 @@ export interface ListCounts {
   readonly byStatus: Readonly<Record<SubscriberStatus, number>>;
 }
 
+/** Rows per call of upsert-subscribers.lua: large enough to spread the call's cost, small enough not to hold Redis. */
+const ROWS_PER_CALL = 100;
+
 /** How often a batch is retried when parallel writers keep racing it; each retry makes progress. */
 const MAX_RACE_RETRIES = 10;
 
@@ -63,41 +66,40 @@ export class SubscriberStore {
       const known = await this.redis.hmget(this.keys.subscriberByEmail, ...todo.map((index) => emailKey(inputs[index]!.email)));
       const fresh = known.filter((id) => id === null).length;
       let nextId = fresh > 0 ? (await this.redis.incrby(this.keys.subscriberSeq, fresh)) - fresh + 1 : 0;
-      const pipeline = this.redis.pipeline();
+      // One script call per list and ROWS_PER_CALL rows: the cost of a call, not of its work, bounds an import.
+      const calls: { list: string; rows: { index: number; id: string; isNew: boolean }[] }[] = [];
       todo.forEach((index, position) => {
         const input = inputs[index]!;
         const existing = known[position];
-        const id = existing ?? String(nextId++);
+        let call = calls.findLast((candidate) => candidate.list === input.list && candidate.rows.length < ROWS_PER_CALL);
+        if (!call) calls.push((call = { list: input.list, rows: [] }));
+        call.rows.push({ index, id: existing ?? String(nextId++), isNew: existing === null });
+      });
+      const pipeline = this.redis.pipeline();
+      for (const { list, rows } of calls) {
         queueScript(
           pipeline,
-          'upsertSubscriber',
+          'upsertSubscribers',
+          { byEmail: this.keys.subscriberByEmail, list: this.keys.list(list), listCounts: this.keys.listCounts(list), lists: this.keys.lists },
+          { listName: list, now },
           {
-            byEmail: this.keys.subscriberByEmail,
-            subscriber: this.keys.subscriber(id),
-            list: this.keys.list(input.list),
-            listCounts: this.keys.listCounts(input.list),
-            lists: this.keys.lists,
-          },
-          {
-            emailKey: emailKey(input.email),
-            email: input.email,
-            name: input.name ?? '',
-            attributes: JSON.stringify(input.attributes ?? {}),
-            listName: input.list,
-            now,
-            id,
-            isNew: existing === null ? '1' : '0',
+            keys: rows.map((row) => this.keys.subscriber(row.id)),
+            argv: rows.flatMap(({ index, id, isNew }) => {
+              const input = inputs[index]!;
+              return [emailKey(input.email), input.email, input.name ?? '', JSON.stringify(input.attributes ?? {}), id, isNew ? '1' : '0'];
+            }),
           },
         );
-      });
+      }
       const replies = (await pipeline.exec()) ?? [];
       const retry: number[] = [];
-      replies.forEach(([error, reply], position) => {
+      replies.forEach(([error, reply], callIndex) => {
         if (error) throw error;
-        const parsed = parseReply('upsertSubscriber', reply);
-        const index = todo[position]!;
-        if (parsed[0] === 'retry') retry.push(index);
-        else results[index] = { id: parsed[1], created: parsed[2] === 1 };
+        const values = parseReply('upsertSubscribers', reply);
+        calls[callIndex]!.rows.forEach(({ index }, row) => {
+          if (values[row * 3] === 'ok') results[index] = { id: String(values[row * 3 + 1]), created: values[row * 3 + 2] === 1 };
+          else retry.push(index);
+        });
       });
       todo = retry;
     }
@@ -155,7 +157,7 @@ export class SubscriberStore {
         'changeStatus',
         { subscriber: this.keys.subscriber(id), lists: this.keys.lists },
         { subscriberId: id, fromStatuses: change.from.join(','), toStatus: change.to, now: new Date().toISOString(), listCount: lists.length },
-        lists.flatMap((list) => [this.keys.list(list), this.keys.listCounts(list)]),
+        { keys: lists.flatMap((list) => [this.keys.list(list), this.keys.listCounts(list)]) },
       );
       if (outcome === 'retry' && round < MAX_RACE_RETRIES) continue;
       if (outcome === 'retry') throw new Error(`could not change the status of subscriber ${id}: lists kept changing`);
