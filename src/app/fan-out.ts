@@ -21,6 +21,8 @@ export async function fanOut(options: {
 }): Promise<void> {
   const { sendId, list, sends, subscribers, queue, chunkSize } = options;
   for (let cursor = options.startAfter; ;) {
+    // A lease renewed every chunk: a fan-out that died shows as a stuck send in `status`.
+    await sends.holdFanOutLease(sendId, FAN_OUT_LEASE_MS);
     const ids = await subscribers.listPage(list, cursor, chunkSize);
     if (ids.length === 0) break;
     const statuses = await subscribers.statusesOf(ids);
@@ -38,4 +40,8 @@ export async function fanOut(options: {
     await sends.advanceFanOutCursor(sendId, cursor);
   }
   await sends.markFanOutDone(sendId);
+  await sends.releaseFanOutLease(sendId);
 }
+
+/** How long a fan-out counts as running after its last chunk started. */
+const FAN_OUT_LEASE_MS = 60_000;

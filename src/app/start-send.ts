@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Config } from '../../config/index.ts';
 import { loadIssue } from '../content/load-issue.ts';
@@ -73,6 +74,9 @@ export async function startSend(deps: SendDeps, request: StartSendRequest): Prom
   return { sendId, resumed: false, warnings: compiled.warnings };
 }
 
+/** How long one --retry-failed may hold a send's retry lock without renewing it (it renews every page). */
+const REPAIR_LOCK_MS = 2 * 60_000;
+
 /** What a retry of the failed recipients did. */
 export interface RetryFailedResult {
   readonly sendId: string;
@@ -94,14 +98,35 @@ export async function retryFailedRecipients(deps: SendDeps, request: { readonly 
   const { sends, config } = deps;
   const sendId = await sends.latestId(request.issueId, request.list);
   if (!sendId) throw new SendRefusedError(`Issue "${request.issueId}" has not been sent to list "${request.list}"; there is nothing to retry.`);
-  const chunkSize = config.send.fanOutChunkSize;
-  const { round, subscriberIds } = await sends.requeueTemporaryFailures(sendId);
-  for (let start = 0; start < subscriberIds.length; start += chunkSize) {
-    await queueDeliveries(deps, sendId, subscriberIds.slice(start, start + chunkSize), (subscriberId) => retryJobId(sendId, subscriberId, round));
+  const record = await sends.get(sendId);
+  if (record?.state === 'preparing') {
+    throw new SendRefusedError(
+      `Send ${sendId} is still being queued (or its queueing was interrupted): run "newsletter send ${request.issueId} --list ${request.list}" to finish queueing it, then retry.`,
+    );
   }
-  await sends.requeueDone(sendId);
-  const { repaired, acceptedLate } = await repairOrphans(deps, sendId);
-  return { sendId, requeued: subscriberIds.length, repaired, acceptedLate };
+  // One retry of a send at a time: two would give the same recipients two jobs that may both send.
+  const token = randomUUID();
+  if (!(await sends.lockRepair(sendId, token, REPAIR_LOCK_MS))) {
+    throw new SendRefusedError(
+      `Send ${sendId} is being retried by another --retry-failed right now (or one died in the last ${REPAIR_LOCK_MS / 60_000} minutes); try again later.`,
+    );
+  }
+  const stillHeld = async () => {
+    if (!(await sends.renewRepair(sendId, token, REPAIR_LOCK_MS))) throw new Error(`lost the retry lock of send ${sendId} to another --retry-failed`);
+  };
+  try {
+    const chunkSize = config.send.fanOutChunkSize;
+    const { round, subscriberIds } = await sends.requeueTemporaryFailures(sendId);
+    for (let start = 0; start < subscriberIds.length; start += chunkSize) {
+      await stillHeld();
+      await queueDeliveries(deps, sendId, subscriberIds.slice(start, start + chunkSize), (subscriberId) => retryJobId(sendId, subscriberId, round));
+    }
+    await sends.requeueDone(sendId);
+    const { repaired, acceptedLate } = await repairOrphans(deps, sendId, stillHeld);
+    return { sendId, requeued: subscriberIds.length, repaired, acceptedLate };
+  } finally {
+    await sends.unlockRepair(sendId, token);
+  }
 }
 
 function alreadySent(sendId: string, state: string, issueId: string, list: string): SendRefusedError {

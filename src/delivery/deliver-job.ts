@@ -17,7 +17,9 @@ import { withRetries } from './retry.ts';
 export type DeliveryOutcome =
   | { readonly outcome: 'accepted'; readonly messageId: string; readonly response: string }
   | { readonly outcome: 'skipped'; readonly reason: string }
-  | { readonly outcome: 'already-done'; readonly state: string };
+  | { readonly outcome: 'already-done'; readonly state: string }
+  /** Another job serves this recipient now (a repair replaced this one): only that one may send. */
+  | { readonly outcome: 'superseded'; readonly by: string };
 
 /** A send whose compiled issue is gone: none of its messages can be composed. */
 class MissingCompiledIssueError extends Error {
@@ -40,7 +42,12 @@ export interface DeliveryDeps {
    */
   readonly acceptedUnrecorded: Set<string>;
   /** Keeps trying a write the job could not make in time, after the job has ended (logged if it never succeeds). */
-  readonly recordLater: (write: () => Promise<unknown>, context: { readonly sendId: string; readonly subscriberId: string; readonly what: string }) => void;
+  readonly recordLater: (
+    write: () => Promise<unknown>,
+    context: { readonly sendId: string; readonly subscriberId: string; readonly what: string; readonly urgent?: boolean },
+  ) => void;
+  /** True once the worker is stopping: a job not yet handed to SMTP goes back to the queue instead. */
+  readonly stopping: () => boolean;
   /** Waits between tries to record an outcome: rides out a Redis failover of a few seconds. */
   readonly recordRetryDelaysMs: readonly number[];
   /**
@@ -109,8 +116,11 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       throw failure.permanent ? new PermanentDeliveryError(cause) : new Error(cause);
     };
 
-    const state = await sends.recipientState(sendId, subscriberId);
+    const [state, assignedJob] = await Promise.all([sends.recipientState(sendId, subscriberId), sends.assignedJob(sendId, subscriberId)]);
     if (state !== 'queued') return { outcome: 'already-done', state: state ?? 'unknown' };
+    // One job per recipient may send: the one the send's job index names (none named: a send from
+    // before the index, whose fan-out job is the only one).
+    if (assignedJob !== undefined && assignedJob !== job.id) return { outcome: 'superseded', by: assignedJob };
     // This process already had this message accepted but could not record it (the job came back
     // after a lost lock, say): record it now, and never send it again.
     if (deps.acceptedUnrecorded.has(acceptanceKey(sendId, subscriberId))) {
@@ -152,6 +162,10 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       return fail({ permanent: true, code: 'ECOMPOSE', response: (error as Error).message }, `the message could not be composed: ${(error as Error).message}`);
     }
 
+    if (deps.stopping()) {
+      await job.moveToDelayed(Date.now(), token);
+      throw new DelayedError();
+    }
     let response: string;
     try {
       response = ((await transport.sendMail({ envelope: message.envelope, raw: message.raw })) as { response?: string }).response ?? '';
@@ -189,7 +203,19 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
     try {
       await record(() => sends.markRecipient(sendId, subscriberId, 'accepted'));
     } catch (recordError) {
+      // Keep trying at once, in the background, and end the job so BullMQ never runs it again.
+      // If its lock lapses before Redis is back, the job may come back: this process knows not to
+      // send it (acceptedUnrecorded), and the record lands as soon as Redis answers.
       deps.acceptedUnrecorded.add(acceptanceKey(sendId, subscriberId));
+      deps.recordLater(
+        () => sends.markRecipient(sendId, subscriberId, 'accepted').finally(() => deps.acceptedUnrecorded.delete(acceptanceKey(sendId, subscriberId))),
+        {
+          sendId,
+          subscriberId,
+          what: 'an acceptance',
+          urgent: true,
+        },
+      );
       throw new AcceptedButUnrecordedError((recordError as Error).message);
     }
     log.info({ outcome: 'accepted', messageId: message.messageId, response }, 'accepted');

@@ -51,6 +51,8 @@ export function redisKeys(prefix: string) {
      * scripts drop an entry when its recipient reaches a final state). What tells a stuck send.
      */
     sendQueuedJobs: (sendId: string) => `${send(sendId)}:queued-jobs`,
+    /** String with a TTL: held while a fan-out of the send runs, renewed every chunk. */
+    sendFanOutLease: (sendId: string) => `${send(sendId)}:fan-out-lease`,
     /** String with a TTL: held while `send --retry-failed` repairs the send, so two never do at once. */
     sendRepairLock: (sendId: string) => `${send(sendId)}:repair-lock`,
     /** Set: recipients a retry round put back to queued whose jobs may not be added yet. */

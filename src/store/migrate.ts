@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { emailKey } from '../core/address.ts';
+import { UserFacingError } from '../core/errors.ts';
 import { SUBSCRIBER_STATUSES, type SubscriberStatus } from '../core/subscriber.ts';
 import type { Logger } from '../logger.ts';
 import { redisKeys, type RedisKeys } from './keys.ts';
@@ -79,6 +80,9 @@ async function hasLayoutOne(redis: Redis, keys: RedisKeys, old: LayoutOneKeys): 
 
 async function migrateUnderLock(redis: Redis, keys: RedisKeys, old: LayoutOneKeys, token: string, logger: Logger): Promise<void> {
   let lost = false;
+  const stillHeld = () => {
+    if (lost) throw new Error('lost the migration lock to another process; it finishes the migration');
+  };
   const renew = setInterval(() => {
     void runScript(redis, 'renewLock', { lock: keys.migrationLock }, { token, ms: LOCK_MS }).then(
       (renewed) => (lost ||= renewed !== 1),
@@ -88,13 +92,18 @@ async function migrateUnderLock(redis: Redis, keys: RedisKeys, old: LayoutOneKey
   try {
     await redis.set(keys.migrationInProgress, String(SCHEMA_VERSION));
     logger.info({ from: 1, to: SCHEMA_VERSION }, 'migrating the Redis key layout');
-    const merged = await migrateSubscribers(redis, keys, old);
-    const sends = await migrateSends(redis, keys, old);
-    if (lost) throw new Error('lost the migration lock to another process; it will finish the migration');
-    // Last: what marks layout 1. Until it is gone, the next process re-runs the (repeatable) steps.
-    await redis.del(old.subscriberByEmail, old.subscriberSeq, old.lists, old.sendSeq);
-    await redis.set(keys.schemaVersion, String(SCHEMA_VERSION));
-    await redis.del(keys.migrationInProgress);
+    const merged = await migrateSubscribers(redis, keys, old, stillHeld);
+    const sends = await migrateSends(redis, keys, old, stillHeld);
+    // Last, and only while the lock is still ours: what marks layout 1 goes, and the version is set.
+    // Until then, the next process re-runs the (repeatable) steps.
+    const finished = await runScript(
+      redis,
+      'finishMigration',
+      { lock: keys.migrationLock, schemaVersion: keys.schemaVersion, inProgress: keys.migrationInProgress },
+      { token, version: SCHEMA_VERSION },
+      { keys: [old.subscriberByEmail, old.subscriberSeq, old.lists, old.sendSeq] },
+    );
+    if (finished !== 1) throw new Error('lost the migration lock to another process; it finishes the migration');
     logger.info({ mergedSubscribers: merged, sends }, 'Redis key layout migrated');
   } finally {
     clearInterval(renew);
@@ -103,7 +112,12 @@ async function migrateUnderLock(redis: Redis, keys: RedisKeys, old: LayoutOneKey
 }
 
 async function firstMatch(redis: Redis, pattern: string): Promise<string | undefined> {
-  for (const key of await scanAll(redis, pattern)) return key;
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    if (keys[0] !== undefined) return keys[0];
+    cursor = next;
+  } while (cursor !== '0');
   return undefined;
 }
 
@@ -118,19 +132,37 @@ async function scanAll(redis: Redis, pattern: string): Promise<string[]> {
   return found;
 }
 
-/** Renames what exists, BATCH keys per round trip; a key already renamed (by a run that died) is skipped. */
+/** A key exists under both its old and its new name: something of the old release still writes. */
+export class MigrationConflictError extends UserFacingError {
+  override readonly name = 'MigrationConflictError';
+}
+
+/**
+ * Renames what exists, BATCH keys per round trip; a key already renamed (by a run that died) is
+ * skipped. Never overwrites: a new name that exists while the old one does too means a process of
+ * the old release wrote meanwhile, and the migration stops (the in-progress marker stays) rather
+ * than lose either.
+ */
 async function renameAll(redis: Redis, renames: readonly (readonly [string, string])[]): Promise<void> {
   for (let start = 0; start < renames.length; start += BATCH) {
+    const batch = renames.slice(start, start + BATCH).filter(([from, to]) => from !== to);
     const pipeline = redis.pipeline();
-    for (const [from, to] of renames.slice(start, start + BATCH)) if (from !== to) pipeline.rename(from, to);
-    for (const [error] of (await pipeline.exec()) ?? []) {
+    for (const [from, to] of batch) pipeline.renamenx(from, to);
+    const replies = (await pipeline.exec()) ?? [];
+    for (const [index, [error, renamed]] of replies.entries()) {
       if (error && !/no such key/i.test(error.message)) throw error;
+      if (!error && renamed === 0) {
+        const [from, to] = batch[index]!;
+        throw new MigrationConflictError(
+          `Both ${from} (layout 1) and ${to} (layout 2) exist: a process of the previous release is still writing. Stop every newsletter process of the previous release, then run any newsletter command to finish the migration.`,
+        );
+      }
     }
   }
 }
 
 /** Returns how many subscriber records were merged into another with the same address. */
-async function migrateSubscribers(redis: Redis, keys: RedisKeys, old: LayoutOneKeys): Promise<number> {
+async function migrateSubscribers(redis: Redis, keys: RedisKeys, old: LayoutOneKeys, stillHeld: () => void): Promise<number> {
   // Copies, not renames, of what marks layout 1: those go last (see migrateUnderLock).
   const seq = Number(await redis.get(old.subscriberSeq));
   if (seq > Number(await redis.get(keys.subscriberSeq))) await redis.set(keys.subscriberSeq, String(seq));
@@ -155,6 +187,7 @@ async function migrateSubscribers(redis: Redis, keys: RedisKeys, old: LayoutOneK
   let merged = 0;
   const entries: Record<string, string> = {};
   for (const [key, ids] of byKey) {
+    stillHeld();
     const [keep, ...duplicates] = ids.sort((a, b) => Number(a) - Number(b)) as [string, ...string[]];
     entries[key] = keep;
     for (const duplicate of duplicates) {
@@ -163,7 +196,10 @@ async function migrateSubscribers(redis: Redis, keys: RedisKeys, old: LayoutOneK
     }
   }
   if (Object.keys(entries).length > 0) await redis.hset(keys.subscriberByEmail, entries);
-  for (const list of lists) await recount(redis, keys, list);
+  for (const list of lists) {
+    stillHeld();
+    await recount(redis, keys, list);
+  }
   return merged;
 }
 
@@ -199,9 +235,10 @@ async function recount(redis: Redis, keys: RedisKeys, list: string): Promise<voi
 }
 
 /** Returns how many sends were moved to their issue's hash tag. */
-async function migrateSends(redis: Redis, keys: RedisKeys, old: LayoutOneKeys): Promise<number> {
+async function migrateSends(redis: Redis, keys: RedisKeys, old: LayoutOneKeys, stillHeld: () => void): Promise<number> {
   let moved = 0;
   for (const listKey of await scanAll(redis, old.issueSendsPattern)) {
+    stillHeld();
     // "<prefix>:issue:<issueId>:sends" or "…:sends:<list>"
     const [issueId, , list] = listKey.slice(old.issuePrefix.length).split(':');
     if (!issueId) continue;
@@ -218,7 +255,9 @@ async function migrateSends(redis: Redis, keys: RedisKeys, old: LayoutOneKeys): 
         [old.sendRequeuePending(sendId), keys.sendRequeuePending(sendId)],
         [old.sendFailures(sendId), keys.sendFailures(sendId)],
       ]);
-      await indexQueuedJobs(redis, keys, sendId);
+      // A send retried with --retry-failed may serve its queued recipients by a retry round's job,
+      // which layout 1 did not record: those are left unindexed (their jobs all may send).
+      if ((await redis.hexists(keys.send(sendId), 'retryRound')) === 0) await indexQueuedJobs(redis, keys, sendId);
       moved += 1;
     }
     // The archive orders issues by their first send, not by when this migration ran.
@@ -229,10 +268,7 @@ async function migrateSends(redis: Redis, keys: RedisKeys, old: LayoutOneKeys): 
   return moved;
 }
 
-/**
- * Layout 1 kept no job index: a recipient still queued is served by its fan-out job (or a retry
- * round's, which a stuck-send repair then finds and replaces if it will not run).
- */
+/** Layout 1 kept no job index: a recipient still queued of a send never retried is served by its fan-out job. */
 async function indexQueuedJobs(redis: Redis, keys: RedisKeys, sendId: string): Promise<void> {
   let cursor = '0';
   do {

@@ -62,6 +62,20 @@ export const SCRIPTS = {
     variadicKeys: true,
     reply: outcome('changed', 'unchanged', 'missing', 'retry'),
   },
+  assignJobs: {
+    file: 'assign-jobs.lua',
+    keys: ['recipients', 'queuedJobs'],
+    argv: [],
+    variadicArgv: true,
+    reply: z.array(z.union([z.literal(0), z.literal(1)])),
+  },
+  finishMigration: {
+    file: 'finish-migration.lua',
+    keys: ['lock', 'schemaVersion', 'inProgress'],
+    argv: ['token', 'version'],
+    variadicKeys: true,
+    reply: z.union([z.literal(0), z.literal(1)]),
+  },
   releaseLock: { file: 'release-lock.lua', keys: ['lock'], argv: ['token'], reply: z.union([z.literal(0), z.literal(1)]) },
   renewLock: { file: 'renew-lock.lua', keys: ['lock'], argv: ['token', 'ms'], reply: z.union([z.literal(0), z.literal(1)]) },
 } as const satisfies Record<string, ScriptSpec>;

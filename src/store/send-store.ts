@@ -233,12 +233,42 @@ export class SendStore {
   }
 
   /**
-   * Records which job serves each of these queued recipients; done before the jobs are added, so
-   * a crash in between shows as a stuck send, which `--retry-failed` repairs.
+   * Records which job serves each recipient still queued (assign-jobs.lua), before the jobs are
+   * added, so a crash in between shows as a stuck send; `expectedJobId` makes an entry change only
+   * if it still names that job. Returns the ids whose entry was set: add jobs for those only.
    */
-  async assignJobs(sendId: string, jobs: readonly { readonly subscriberId: string; readonly jobId: string }[]): Promise<void> {
-    if (jobs.length === 0) return;
-    await this.redis.hset(this.keys.sendQueuedJobs(sendId), Object.fromEntries(jobs.map(({ subscriberId, jobId }) => [subscriberId, jobId])));
+  async assignJobs(
+    sendId: string,
+    jobs: readonly { readonly subscriberId: string; readonly jobId: string; readonly expectedJobId?: string }[],
+  ): Promise<Set<string>> {
+    if (jobs.length === 0) return new Set();
+    const assigned = await runScript(
+      this.redis,
+      'assignJobs',
+      { recipients: this.keys.sendRecipients(sendId), queuedJobs: this.keys.sendQueuedJobs(sendId) },
+      {},
+      { argv: jobs.flatMap(({ subscriberId, jobId, expectedJobId }) => [subscriberId, jobId, expectedJobId ?? '']) },
+    );
+    return new Set(jobs.filter((_, index) => assigned[index] === 1).map(({ subscriberId }) => subscriberId));
+  }
+
+  /** The job that may send to a queued recipient (undefined: not queued, or a send from before the job index). */
+  async assignedJob(sendId: string, subscriberId: string): Promise<string | undefined> {
+    return (await this.redis.hget(this.keys.sendQueuedJobs(sendId), subscriberId)) ?? undefined;
+  }
+
+  /** Marks a fan-out as running for `ms`; renewed every chunk, so a fan-out that died shows. */
+  async holdFanOutLease(sendId: string, ms: number): Promise<void> {
+    await this.redis.set(this.keys.sendFanOutLease(sendId), '1', 'PX', ms);
+  }
+
+  /** Whether a fan-out of this send is running (its lease is held). */
+  async fanOutRunning(sendId: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.sendFanOutLease(sendId))) === 1;
+  }
+
+  async releaseFanOutLease(sendId: string): Promise<void> {
+    await this.redis.del(this.keys.sendFanOutLease(sendId));
   }
 
   /** Up to `count` random queued recipients with their job ids: enough to tell a stuck send, at a bounded cost. */
@@ -257,6 +287,11 @@ export class SendStore {
   /** Takes the send's repair lock for `ms`; false when another repair holds it. */
   async lockRepair(sendId: string, token: string, ms: number): Promise<boolean> {
     return (await this.redis.set(this.keys.sendRepairLock(sendId), token, 'PX', ms, 'NX')) === 'OK';
+  }
+
+  /** Extends this holder's repair lock; false when it is no longer theirs. */
+  async renewRepair(sendId: string, token: string, ms: number): Promise<boolean> {
+    return (await runScript(this.redis, 'renewLock', { lock: this.keys.sendRepairLock(sendId) }, { token, ms })) === 1;
   }
 
   async unlockRepair(sendId: string, token: string): Promise<void> {

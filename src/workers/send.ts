@@ -1,6 +1,6 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config } from '../../config/index.ts';
-import { acceptanceKey, createDeliveryHandler, type DeliveryDeps, type DeliveryOutcome } from '../delivery/deliver-job.ts';
+import { createDeliveryHandler, type DeliveryDeps, type DeliveryOutcome } from '../delivery/deliver-job.ts';
 import { AcceptedButUnrecordedError } from '../delivery/job-errors.ts';
 import { withRetries } from '../delivery/retry.ts';
 import { createSmtpTransport } from '../delivery/smtp-transport.ts';
@@ -36,6 +36,8 @@ export interface SendWorkerOptions {
 const RECORD_RETRY_DELAYS_MS = [100, 300, 1_000, 3_000] as const;
 /** After a job has ended there is no hurry, and nothing else will record it: keep trying for minutes. */
 const LATE_RECORD_RETRY_DELAYS_MS = [100, 300, 1_000, 3_000, 10_000, 30_000, 60_000, 120_000] as const;
+/** An unrecorded acceptance: every 500 ms for ten minutes. */
+const URGENT_RECORD_RETRY_DELAYS_MS: readonly number[] = Array.from({ length: 1200 }, () => 500);
 /** BullMQ's reason for a job whose workers kept dying while they held it. */
 const STALLED_REASON = 'job stalled more than allowable limit';
 
@@ -51,9 +53,14 @@ class LateRecords {
     private readonly delaysMs: readonly number[],
   ) {}
 
-  add(write: () => Promise<unknown>, context: { readonly sendId: string; readonly subscriberId: string; readonly what: string }): void {
+  add(
+    write: () => Promise<unknown>,
+    context: { readonly sendId: string; readonly subscriberId: string; readonly what: string; readonly urgent?: boolean },
+  ): void {
     const log = this.logger.child({ sendId: context.sendId, subscriberId: context.subscriberId });
-    const done: Promise<void> = withRetries(write, this.delaysMs).then(
+    // An acceptance must land before the job's lock lapses and another worker could take it:
+    // retried every half second, not with growing waits.
+    const done: Promise<void> = withRetries(write, context.urgent ? URGENT_RECORD_RETRY_DELAYS_MS : this.delaysMs).then(
       (changed) => {
         if (changed !== false) log.warn({ late: true }, `recorded ${context.what} after its job ended`);
       },
@@ -84,11 +91,13 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
   const blocking = await connectRedis(config.redis.url, { blocking: true, logger });
   const transport = createSmtpTransport(config.smtp);
   let pausedUntil = 0;
+  let stopping = false;
   const acceptedUnrecorded = new Set<string>();
   const lateRecords = new LateRecords(logger, options.lateRecordRetryDelaysMs ?? LATE_RECORD_RETRY_DELAYS_MS);
   const baseDeps: DeliveryDeps = {
     acceptedUnrecorded,
     recordLater: (write, context) => lateRecords.add(write, context),
+    stopping: () => stopping,
     config,
     sends,
     subscribers: services.subscribers,
@@ -102,7 +111,18 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
     },
   };
   const deps = options.wrapDeps ? options.wrapDeps(baseDeps) : baseDeps;
-  const handler = createDeliveryHandler(deps);
+  const handle = createDeliveryHandler(deps);
+  /** Handlers running now: a forced close waits (within its budget) for them to record what they did. */
+  const inFlight = new Set<Promise<unknown>>();
+  const handler: typeof handle = (job, token) => {
+    const running = handle(job, token);
+    inFlight.add(running);
+    void running.then(
+      () => inFlight.delete(running),
+      () => inFlight.delete(running),
+    );
+    return running;
+  };
 
   const worker = new Worker<SendJobData, DeliveryOutcome>(SEND_QUEUE_NAME, handler, {
     connection: blocking,
@@ -131,17 +151,8 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
     const final = stalled || error instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1);
     if (!final) return;
     const { sendId, subscriberId } = job.data;
-    if (error instanceof AcceptedButUnrecordedError) {
-      lateRecords.add(
-        async () => {
-          const changed = await sends.markRecipient(sendId, subscriberId, 'accepted');
-          acceptedUnrecorded.delete(acceptanceKey(sendId, subscriberId));
-          return changed;
-        },
-        { sendId, subscriberId, what: 'an acceptance' },
-      );
-      return;
-    }
+    // The handler already handed an acceptance it could not record to the late records.
+    if (error instanceof AcceptedButUnrecordedError) return;
     const failure = {
       at: new Date().toISOString(),
       permanent: false,
@@ -164,9 +175,18 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
         });
         // pause() stops taking jobs and waits for the ones in flight without starting BullMQ's
         // close; a close already under way would make a later forced close wait for them too.
-        const outcome = await Promise.race([worker.pause().then(() => 'drained' as const), timedOut]);
+        const paused = worker.pause().then(() => 'drained' as const);
+        paused.catch(() => undefined);
+        const outcome = await Promise.race([paused, timedOut]);
         clearTimeout(timer);
+        // Past the timeout, a job not yet handed to SMTP goes back to the queue rather than start now.
+        stopping = outcome === 'timeout';
         await worker.close(outcome === 'timeout');
+        // Handlers still running (a forced close leaves them) get to record what the SMTP server
+        // answered before Redis and the transport close under them.
+        const settleBudget = new Promise((resolve) => (timer = setTimeout(resolve, Math.max(1_000, deadline - Date.now()))));
+        await Promise.race([Promise.allSettled(inFlight), settleBudget]);
+        clearTimeout(timer);
         // Late records get what is left of the shutdown budget, then are logged as unrecorded.
         await lateRecords.settle(Math.max(1_000, deadline - Date.now()));
         transport.close();

@@ -87,8 +87,9 @@ describe('delivery failures', () => {
     const { services } = harness;
     await seedSubscribers(services, 1);
     const { sendId } = await harness.send('vol-138');
-    // An injected store fault: every try the handler makes to record this acceptance fails.
-    const fault = refusingRecords('accepted');
+    // An injected store fault: the three tries the handler makes to record this acceptance fail
+    // (Redis answers again afterwards, and the worker's late record lands).
+    const fault = refusingRecords('accepted', 3);
     await harness.startWorker({ recordRetryDelaysMs: [1, 1], wrapDeps: fault.wrapDeps });
     const record = await harness.waitForSend(sendId);
     expect(fault.refused()).toBe(3); // the first try and both retries failed

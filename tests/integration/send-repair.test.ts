@@ -4,7 +4,12 @@ import { sendStatusReport } from '../../src/app/send-report.ts';
 import { retryFailedRecipients, startSend } from '../../src/app/start-send.ts';
 import { AcceptedButUnrecordedError } from '../../src/delivery/job-errors.ts';
 import { redisKeys } from '../../src/store/keys.ts';
-import { SEND_QUEUE_NAME, sendJobId } from '../../src/store/send-queue.ts';
+import { repairJobId, SEND_QUEUE_NAME, sendJobId } from '../../src/store/send-queue.ts';
+import { queueDeliveries } from '../../src/app/send-jobs.ts';
+import { fanOut } from '../../src/app/fan-out.ts';
+import { loadIssue } from '../../src/content/load-issue.ts';
+import { compileContextFor, compileIssue } from '../../src/render/compile-issue.ts';
+import { waitFor } from '../support/faults.ts';
 import { createHarness, seedSubscribers } from '../support/harness.ts';
 
 describe('telling and repairing a stuck send', () => {
@@ -77,5 +82,57 @@ describe('telling and repairing a stuck send', () => {
     expect(subscriberIds).toHaveLength(10_000);
     expect(await services.redis.scard(keys.sendRequeuePending(sendId))).toBe(10_000);
     expect(await services.sends.get(sendId)).toMatchObject({ failed: 0, pending: 10_001 });
+  });
+
+  it('lets only the job the send names for a recipient send, when a repair gave the recipient a second job', async () => {
+    const harness = await createHarness('superseded');
+    const { services } = harness;
+    await seedSubscribers(services, 1);
+    const { sendId } = await harness.send('vol-138');
+    const first = sendJobId(sendId, '1');
+    // A second job for the same recipient, as a repair adds one when it takes the first for lost.
+    const second = repairJobId(sendId, '1', 'xtest');
+    expect(
+      await queueDeliveries(
+        services,
+        sendId,
+        ['1'],
+        () => second,
+        () => first,
+      ),
+    ).toBe(1);
+    expect(await services.queue.getJobCounts('waiting')).toEqual({ waiting: 2 });
+
+    await harness.startWorker();
+    expect(await harness.waitForSend(sendId)).toMatchObject({ state: 'sent', accepted: 1 });
+    await waitFor(async () => (await services.queue.getJobCounts('completed')).completed === 2, 10_000, 'both jobs to finish');
+    expect(harness.received).toHaveLength(1);
+    expect((await services.queue.getJob(first))?.returnvalue).toEqual({ outcome: 'superseded', by: second });
+    expect((await services.queue.getJob(second))?.returnvalue).toMatchObject({ outcome: 'accepted' });
+  });
+
+  it('refuses to retry a send still being queued, and tells a fan-out that died from a running one', async () => {
+    const harness = await createHarness('fan-out-died');
+    const { services, config } = harness;
+    await seedSubscribers(services, 3);
+    const compiled = await compileIssue(await loadIssue(config.issuesDir, 'vol-138'), compileContextFor(config, 'weekly'));
+    const { sendId } = await services.sends.create(compiled, false);
+    // The editor's `send` dies while adding the first chunk of jobs.
+    const dying = { addBulk: () => Promise.reject(new Error('injected: the process died')) } as unknown as typeof services.queue;
+    await expect(
+      fanOut({ sendId, list: 'weekly', startAfter: 0, chunkSize: 2, sends: services.sends, subscribers: services.subscribers, queue: dying }),
+    ).rejects.toThrow('injected');
+    // Just after, its lease still runs: it can't be told from a fan-out that is working.
+    expect(await sendStatusReport(services, 'vol-138', 'weekly')).toMatchObject({ state: 'preparing', stuck: false });
+    await expect(retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' })).rejects.toThrow(
+      /still being queued.*newsletter send vol-138 --list weekly/,
+    );
+    // Once the lease runs out (here: ended by hand), status says the send is stuck, and `send` resumes it.
+    await services.sends.releaseFanOutLease(sendId);
+    expect(await sendStatusReport(services, 'vol-138', 'weekly')).toMatchObject({ state: 'preparing', stuck: true });
+    expect(await harness.send('vol-138')).toMatchObject({ sendId, resumed: true });
+    await harness.startWorker();
+    expect(await harness.waitForSend(sendId)).toMatchObject({ state: 'sent', accepted: 3 });
+    expect(harness.received).toHaveLength(3);
   });
 });

@@ -5,7 +5,8 @@ import { loadIssue } from '../../src/content/load-issue.ts';
 import { compileContextFor, compileIssue } from '../../src/render/compile-issue.ts';
 import { createLogger } from '../../src/logger.ts';
 import { openServices, type Services } from '../../src/services.ts';
-import { migrateStore } from '../../src/store/migrate.ts';
+import { redisKeys } from '../../src/store/keys.ts';
+import { MigrationConflictError, migrateStore } from '../../src/store/migrate.ts';
 import { withFault } from '../support/faults.ts';
 import { testConfig } from '../support/test-config.ts';
 
@@ -144,5 +145,31 @@ describe('data stored by the first release', () => {
     });
     await expectMigrated(first, redis, config.redis.prefix);
     await expectMigrated(second, redis, config.redis.prefix);
+  });
+
+  it('stops, losing nothing, when a process of the previous release writes during the migration', async () => {
+    const config = testConfig('migrate-conflict');
+    const prefix = config.redis.prefix;
+    const redis = new Redis(inject('redisUrl'));
+    onTestFinished(() => {
+      redis.disconnect();
+    });
+    await writeLayoutOne(redis, prefix);
+    // A new-layout key already exists for a layout-1 key that is still there.
+    const newRecipients = redisKeys(prefix).sendRecipients('vol-138.weekly.1');
+    await redis.hset(newRecipients, '9', 'queued');
+
+    await expect(openServices(config)).rejects.toThrow(MigrationConflictError);
+    // Both versions are kept, and the next run tries again.
+    expect(await redis.hgetall(`${prefix}:send:vol-138.weekly.1:recipients`)).toEqual({ '1': 'accepted', '3': 'accepted' });
+    expect(await redis.hgetall(newRecipients)).toEqual({ '9': 'queued' });
+    expect(await redis.exists(`${prefix}:migration-in-progress`)).toBe(1);
+    expect(await redis.get(`${prefix}:schema-version`)).toBeNull();
+
+    // Once the stray key is dealt with (here: the old process's write dropped), the migration finishes.
+    await redis.del(newRecipients);
+    const services = await openServices(config);
+    onTestFinished(() => services.close());
+    await expectMigrated(services, redis, prefix);
   });
 });
