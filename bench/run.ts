@@ -32,7 +32,8 @@ const USAGE = `usage: npm run bench -- [--subscribers N] [--baseline N] [--concu
   --concurrency N  WORKER_CONCURRENCY of the worker (default: the config default)
   --pool-size N    SMTP_POOL_SIZE of the worker (default: the config default)
   --timeout-s S    give up when the send is not done after S seconds (default 600)
-  --cpu-prof DIR   run the worker with node --cpu-prof, profile written to DIR`;
+  --cpu-prof DIR   run the worker with node --cpu-prof, profile written to DIR
+  --log-level L    LOG_LEVEL of the worker (default: the config default, info: one line per message)`;
 
 function parseOptions() {
   const { values } = parseArgs({
@@ -43,6 +44,7 @@ function parseOptions() {
       'pool-size': { type: 'string' },
       'timeout-s': { type: 'string' },
       'cpu-prof': { type: 'string' },
+      'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -63,6 +65,7 @@ function parseOptions() {
     poolSize: count('--pool-size', values['pool-size'], undefined),
     timeoutMs: count('--timeout-s', values['timeout-s'], 600)! * 1000,
     cpuProfDir: values['cpu-prof'] ? path.resolve(values['cpu-prof']) : undefined,
+    logLevel: values['log-level'],
   };
 }
 
@@ -112,6 +115,7 @@ async function main(): Promise<void> {
   };
   if (options.concurrency) env.WORKER_CONCURRENCY = String(options.concurrency);
   if (options.poolSize) env.SMTP_POOL_SIZE = String(options.poolSize);
+  if (options.logLevel) env.LOG_LEVEL = options.logLevel;
   const config = parseConfig(env);
 
   const services = await openServices(config);
