@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Config } from '../../config/index.ts';
 import type { Logger } from '../logger.ts';
 import { createIssueArchive } from '../app/issue-archive.ts';
@@ -21,7 +21,7 @@ export async function buildHttpApp(deps: {
   const { config, subscribers, sends } = deps;
   // The one logger; a line per request would drown the rest, errors are logged with their request.
   const loggerInstance: FastifyBaseLogger = deps.logger;
-  const app = Fastify({ loggerInstance, disableRequestLogging: true });
+  const app = Fastify({ loggerInstance, logController: new LogController({ disableRequestLogging: true }) });
   // The unsubscribe POST is decided by the token in the URL alone; its body (form-encoded or
   // multipart, as RFC 8058 allows, or empty) is never read, so any content type is accepted as is.
   app.removeAllContentTypeParsers();
