@@ -3,7 +3,7 @@ import type { Transporter } from 'nodemailer';
 import type { Config } from '../../config/index.ts';
 import { classifySmtpFailure, type SmtpFailureFields } from '../core/classify-failure.ts';
 import type { RecipientFailure } from '../core/send-status.ts';
-import { STATUS_CHANGES, type Subscriber } from '../core/subscriber.ts';
+import { STATUS_CHANGES } from '../core/subscriber.ts';
 import type { Logger } from '../logger.ts';
 import { CorruptRecordError } from '../store/records.ts';
 import type { SendJobData } from '../store/send-queue.ts';
@@ -123,7 +123,16 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       throw failure.permanent ? new PermanentDeliveryError(cause) : new Error(cause);
     };
 
-    const [state, assignedJob] = await Promise.all([sends.recipientState(sendId, subscriberId), sends.assignedJob(sendId, subscriberId)]);
+    // One round trip for the three reads; an unreadable subscriber record only matters if the
+    // recipient is still to be served, so its error waits until the state says so.
+    const [state, assignedJob, subscriberRead] = await Promise.all([
+      sends.recipientState(sendId, subscriberId),
+      sends.assignedJob(sendId, subscriberId),
+      subscribers.get(subscriberId).then(
+        (value) => ({ value }),
+        (error: unknown) => ({ error }),
+      ),
+    ]);
     if (state !== 'queued') return { outcome: 'already-done', state: state ?? 'unknown' };
     // One job per recipient may send: the one the send's job index names (none named: a send from
     // before the index, whose fan-out job is the only one).
@@ -136,14 +145,13 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       log.info({ outcome: 'accepted', late: true }, 'accepted (recorded late)');
       return { outcome: 'already-done', state: 'accepted' };
     }
-    let subscriber: Subscriber | undefined;
-    try {
-      subscriber = await subscribers.get(subscriberId);
-    } catch (error) {
+    if ('error' in subscriberRead) {
+      const { error } = subscriberRead;
       // A record this code can't read (an unknown status, say) is never guessed at: fail this recipient, visibly.
       if (error instanceof CorruptRecordError) return fail({ permanent: true, code: 'ERECORD', response: error.message }, error.message);
       throw error;
     }
+    const subscriber = subscriberRead.value;
     if (!subscriber || subscriber.status !== 'active') {
       const reason = subscriber ? `subscriber is ${subscriber.status}` : 'subscriber no longer exists';
       await recordFinal(() => sends.markRecipient(sendId, subscriberId, 'skipped'), 'the skip');
