@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { Config } from '../../config/index.ts';
 import { loadIssue } from '../content/load-issue.ts';
@@ -105,14 +104,14 @@ export async function retryFailedRecipients(deps: SendDeps, request: { readonly 
     );
   }
   // One retry of a send at a time: two would give the same recipients two jobs that may both send.
-  const token = randomUUID();
-  if (!(await sends.lockRepair(sendId, token, REPAIR_LOCK_MS))) {
+  const lease = await sends.takeRetryLease(sendId, REPAIR_LOCK_MS);
+  if (!lease) {
     throw new SendRefusedError(
       `Send ${sendId} is being retried by another --retry-failed right now (or one died in the last ${REPAIR_LOCK_MS / 60_000} minutes); try again later.`,
     );
   }
   const stillHeld = async () => {
-    if (!(await sends.renewRepair(sendId, token, REPAIR_LOCK_MS))) throw new Error(`lost the retry lock of send ${sendId} to another --retry-failed`);
+    if (!(await lease.renew())) throw new Error(`lost the retry lock of send ${sendId} to another --retry-failed`);
   };
   try {
     const chunkSize = config.send.fanOutChunkSize;
@@ -125,7 +124,7 @@ export async function retryFailedRecipients(deps: SendDeps, request: { readonly 
     const { repaired, acceptedLate } = await repairOrphans(deps, sendId, stillHeld);
     return { sendId, requeued: subscriberIds.length, repaired, acceptedLate };
   } finally {
-    await sends.unlockRepair(sendId, token);
+    await lease.release();
   }
 }
 

@@ -1,10 +1,10 @@
-import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { emailKey } from '../core/address.ts';
 import { UserFacingError } from '../core/errors.ts';
 import { SUBSCRIBER_STATUSES, type SubscriberStatus } from '../core/subscriber.ts';
 import type { Logger } from '../logger.ts';
 import { redisKeys, type RedisKeys } from './keys.ts';
+import { takeLease, type Lease } from './lease.ts';
 import { sendJobId } from './send-queue.ts';
 import { runScript } from './scripts.ts';
 
@@ -62,9 +62,9 @@ export async function migrateStore(redis: Redis, prefix: string, logger: Logger)
       await redis.set(keys.schemaVersion, String(SCHEMA_VERSION), 'NX');
       return;
     }
-    const token = randomUUID();
-    if ((await redis.set(keys.migrationLock, token, 'PX', LOCK_MS, 'NX')) === 'OK') {
-      await migrateUnderLock(redis, keys, old, token, logger);
+    const lease = await takeLease(redis, keys.migrationLock, LOCK_MS);
+    if (lease) {
+      await migrateUnderLock(redis, keys, old, lease, logger);
       return;
     }
     // Another process migrates; if it dies, its lease runs out and this one takes over.
@@ -78,14 +78,14 @@ async function hasLayoutOne(redis: Redis, keys: RedisKeys, old: LayoutOneKeys): 
   return (await firstMatch(redis, old.issueSendsPattern)) !== undefined;
 }
 
-async function migrateUnderLock(redis: Redis, keys: RedisKeys, old: LayoutOneKeys, token: string, logger: Logger): Promise<void> {
+async function migrateUnderLock(redis: Redis, keys: RedisKeys, old: LayoutOneKeys, lease: Lease, logger: Logger): Promise<void> {
   let lost = false;
   const stillHeld = () => {
     if (lost) throw new Error('lost the migration lock to another process; it finishes the migration');
   };
   const renew = setInterval(() => {
-    void runScript(redis, 'renewLock', { lock: keys.migrationLock }, { token, ms: LOCK_MS }).then(
-      (renewed) => (lost ||= renewed !== 1),
+    void lease.renew().then(
+      (renewed) => (lost ||= !renewed),
       () => undefined,
     );
   }, LOCK_MS / 3);
@@ -100,14 +100,14 @@ async function migrateUnderLock(redis: Redis, keys: RedisKeys, old: LayoutOneKey
       redis,
       'finishMigration',
       { lock: keys.migrationLock, schemaVersion: keys.schemaVersion, inProgress: keys.migrationInProgress },
-      { token, version: SCHEMA_VERSION },
+      { token: lease.token, version: SCHEMA_VERSION },
       { keys: [old.subscriberByEmail, old.subscriberSeq, old.lists, old.sendSeq] },
     );
     if (finished !== 1) throw new Error('lost the migration lock to another process; it finishes the migration');
     logger.info({ mergedSubscribers: merged, sends }, 'Redis key layout migrated');
   } finally {
     clearInterval(renew);
-    await runScript(redis, 'releaseLock', { lock: keys.migrationLock }, { token });
+    await lease.release();
   }
 }
 

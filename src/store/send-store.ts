@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { compiledIssueSchema, type CompiledIssue } from '../core/compiled-issue.ts';
 import { computeSendStatus, type RecipientFailure, type RecipientState, type SendStatus } from '../core/send-status.ts';
 import { redisKeys, type RedisKeys } from './keys.ts';
+import { takeLease, type Lease } from './lease.ts';
 import { parseJson, parseRecord } from './records.ts';
 import { defineScripts, runScript } from './scripts.ts';
 
@@ -284,18 +285,9 @@ export class SendStore {
     return { cursor: next, jobs: pairs(flat) };
   }
 
-  /** Takes the send's repair lock for `ms`; false when another repair holds it. */
-  async lockRepair(sendId: string, token: string, ms: number): Promise<boolean> {
-    return (await this.redis.set(this.keys.sendRepairLock(sendId), token, 'PX', ms, 'NX')) === 'OK';
-  }
-
-  /** Extends this holder's repair lock; false when it is no longer theirs. */
-  async renewRepair(sendId: string, token: string, ms: number): Promise<boolean> {
-    return (await runScript(this.redis, 'renewLock', { lock: this.keys.sendRepairLock(sendId) }, { token, ms })) === 1;
-  }
-
-  async unlockRepair(sendId: string, token: string): Promise<void> {
-    await runScript(this.redis, 'releaseLock', { lock: this.keys.sendRepairLock(sendId) }, { token });
+  /** Takes the send's retry lock for `ms` (renew it while working); undefined when another retry holds it. */
+  async takeRetryLease(sendId: string, ms: number): Promise<Lease | undefined> {
+    return takeLease(this.redis, this.keys.sendRepairLock(sendId), ms);
   }
 
   /** Adds one to the send's repair round and returns it: every repair gets job ids of its own. */
