@@ -54,6 +54,8 @@ export function createIssueArchive(deps: { readonly sends: SendStore; readonly p
   const { sends, publicUrl } = deps;
   // A send's compiled issue never changes, so its subject is read once, not on every index view.
   const subjects = new Map<string, string>();
+  // Likewise its web version: filled once per send (a compile and a render of ~64 KB), then served.
+  const pages = new Map<string, string>();
   const subjectOf = async (sendId: string): Promise<string | undefined> => {
     const known = subjects.get(sendId);
     if (known !== undefined) return known;
@@ -85,10 +87,14 @@ export function createIssueArchive(deps: { readonly sends: SendStore; readonly p
         sendId: send.id,
         contentHash: send.contentHash,
         async render() {
+          const known = pages.get(send.id);
+          if (known !== undefined) return known;
           const compiled = await sends.loadCompiled(send.id);
           if (!compiled) throw new Error(`Send ${send.id} has no stored compiled issue`);
           // The base the email's own links were compiled with, so the page depends on the stored issue only.
-          return fillHtmlTemplate(compiled.htmlTemplate, neutralReaderFields(compiled.publicUrl));
+          const page = fillHtmlTemplate(compiled.htmlTemplate, neutralReaderFields(compiled.publicUrl));
+          pages.set(send.id, page);
+          return page;
         },
       };
     },
