@@ -1,3 +1,5 @@
+import { classifyBounce, type BounceKind } from './classify-bounce.ts';
+
 /** The structured fields nodemailer puts on an SMTP error; meaning is never read from the text. */
 export interface SmtpFailureFields {
   readonly code?: string | undefined;
@@ -7,9 +9,9 @@ export interface SmtpFailureFields {
 }
 
 /**
- * A retry decision. `bounce` says, for a recipient-level rejection, whether the address itself is
- * bad (hard) or the problem is temporary (soft); it is undefined for failures that are ours or the
- * network's.
+ * A retry decision. `bounce` says, for a rejection by the receiving server, what kind of bounce it
+ * is (core/classify-bounce.ts: hard, soft or block); it is undefined for failures that are ours or
+ * the network's.
  */
 export interface FailureClass {
   readonly permanent: boolean;
@@ -18,7 +20,9 @@ export interface FailureClass {
    * the same way, so sending pauses instead of spending this recipient's attempts), or this message.
    */
   readonly scope: 'service' | 'message';
-  readonly bounce: 'hard' | 'soft' | undefined;
+  readonly bounce: BounceKind | undefined;
+  /** The RFC 3463 enhanced status at the head of the reply, if any. */
+  readonly status: string | undefined;
   readonly reason: string;
 }
 
@@ -35,15 +39,17 @@ export function classifySmtpFailure(fields: SmtpFailureFields): FailureClass {
 
   // A bad credential is an ops problem, not the recipient's (even with its 535): retrying keeps
   // every message of the send until it is fixed, instead of failing them all.
-  if (code === 'EAUTH') return { permanent: false, scope: 'service', bounce: undefined, reason: 'EAUTH: SMTP authentication failed' };
+  if (code === 'EAUTH') return { permanent: false, scope: 'service', bounce: undefined, status: enhanced, reason: 'EAUTH: SMTP authentication failed' };
 
   if (responseCode !== undefined && responseCode >= 500 && responseCode < 600) {
     // 503 is "bad sequence of commands": our session's fault, not this message's.
-    if (responseCode === 503) return { permanent: false, scope: 'message', bounce: undefined, reason: `SMTP ${responseCode}: bad sequence, retry` };
+    if (responseCode === 503)
+      return { permanent: false, scope: 'message', bounce: undefined, status: enhanced, reason: `SMTP ${responseCode}: bad sequence, retry` };
     return {
       permanent: true,
       scope: 'message',
-      bounce: permanentBounce(responseCode, enhanced, fields.command),
+      bounce: bounceOf(responseCode, enhanced, fields.command),
+      status: enhanced,
       reason: `SMTP ${responseCode}${enhanced ? ` ${enhanced}` : ''}: permanent`,
     };
   }
@@ -53,32 +59,29 @@ export function classifySmtpFailure(fields: SmtpFailureFields): FailureClass {
     return {
       permanent: false,
       scope: 'message',
-      bounce: fields.command === 'RCPT TO' ? 'soft' : undefined,
+      // Only a recipient's own 4xx says anything about that mailbox; a 421 at DATA is the server's state.
+      bounce: fields.command === 'RCPT TO' ? bounceOf(responseCode, enhanced, fields.command) : undefined,
+      status: enhanced,
       reason: `SMTP ${responseCode}${enhanced ? ` ${enhanced}` : ''}: temporary`,
     };
   }
   // No reply at all (refused, timed out, reset): the service is unreachable.
-  if (code && TRANSIENT_CODES.has(code)) return { permanent: false, scope: 'service', bounce: undefined, reason: `${code}: connection problem` };
+  if (code && TRANSIENT_CODES.has(code))
+    return { permanent: false, scope: 'service', bounce: undefined, status: undefined, reason: `${code}: connection problem` };
   // Rejected before talking to the server: an address or message nodemailer itself refuses.
-  if (code === 'EENVELOPE' || code === 'EMESSAGE') return { permanent: true, scope: 'message', bounce: undefined, reason: `${code}: refused before sending` };
-  return { permanent: false, scope: 'message', bounce: undefined, reason: `${code ?? 'unknown error'}: retry` };
+  if (code === 'EENVELOPE' || code === 'EMESSAGE')
+    return { permanent: true, scope: 'message', bounce: undefined, status: undefined, reason: `${code}: refused before sending` };
+  return { permanent: false, scope: 'message', bounce: undefined, status: undefined, reason: `${code ?? 'unknown error'}: retry` };
 }
 
 /**
- * Whether a permanent rejection says the address itself is bad (hard: suppress it) or the mailbox
- * can't take mail now (soft: mailbox full, disabled), from the RFC 3463 enhanced status where there
- * is one. Policy and content rejections (5.7.x spam blocks, 5.6.x) say nothing about the address.
+ * The kind of bounce a receiver's rejection is, by the one bounce classification (enhanced status,
+ * then reply code). A bare 5xx after DATA names no address (the receiver refused the message, not
+ * the mailbox), so it is a block, never a reason to suppress.
  */
-function permanentBounce(responseCode: number, enhanced: string | undefined, command: string | undefined): 'hard' | 'soft' | undefined {
-  if (enhanced) {
-    if (enhanced.startsWith('5.1.')) return 'hard';
-    if (enhanced.startsWith('5.2.')) return 'soft';
-    return undefined;
-  }
-  if (command !== 'RCPT TO') return undefined;
-  if (responseCode === 550 || responseCode === 551 || responseCode === 553) return 'hard';
-  if (responseCode === 552) return 'soft';
-  return undefined;
+function bounceOf(responseCode: number, enhanced: string | undefined, command: string | undefined): BounceKind | undefined {
+  if (!enhanced && responseCode >= 500 && command !== 'RCPT TO') return 'block';
+  return classifyBounce('smtp', { status: enhanced, replyCode: responseCode });
 }
 
 function enhancedStatus(response: string | undefined): string | undefined {

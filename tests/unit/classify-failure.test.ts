@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { classifySmtpFailure, type SmtpFailureFields } from '../../src/core/classify-failure.ts';
 
 describe('classifySmtpFailure', () => {
-  const table: [string, SmtpFailureFields, { permanent: boolean; bounce: 'hard' | 'soft' | undefined }][] = [
+  const table: [string, SmtpFailureFields, { permanent: boolean; bounce: 'hard' | 'soft' | 'block' | undefined }][] = [
     [
       '550 5.1.1 user unknown at RCPT',
       { code: 'EENVELOPE', responseCode: 550, response: '550 5.1.1 User unknown', command: 'RCPT TO' },
@@ -16,12 +16,12 @@ describe('classifySmtpFailure', () => {
     [
       '554 5.7.1 policy rejection of the message',
       { code: 'EMESSAGE', responseCode: 554, response: '554 5.7.1 Message rejected', command: 'DATA' },
-      { permanent: true, bounce: undefined },
+      { permanent: true, bounce: 'block' },
     ],
     [
-      '550 5.7.1 spam block at RCPT says nothing about the address',
+      '550 5.7.1 spam block at RCPT says nothing about the address: a block',
       { code: 'EENVELOPE', responseCode: 550, response: '550 5.7.1 Blocked by policy', command: 'RCPT TO' },
-      { permanent: true, bounce: undefined },
+      { permanent: true, bounce: 'block' },
     ],
     [
       '552 5.2.2 mailbox full at RCPT: fails, but the address is fine',
@@ -47,6 +47,16 @@ describe('classifySmtpFailure', () => {
       '421 service busy at DATA',
       { code: 'EMESSAGE', responseCode: 421, response: '421 4.3.2 Service not available', command: 'DATA' },
       { permanent: false, bounce: undefined },
+    ],
+    [
+      '550 after DATA without an enhanced code refuses the message, not the mailbox: a block',
+      { code: 'EMESSAGE', responseCode: 550, response: '550 Message content rejected', command: 'DATA' },
+      { permanent: true, bounce: 'block' },
+    ],
+    [
+      '550 5.4.1 (Microsoft: recipient not in the directory) at RCPT',
+      { code: 'EENVELOPE', responseCode: 550, response: '550 5.4.1 Recipient address rejected: Access denied', command: 'RCPT TO' },
+      { permanent: true, bounce: 'hard' },
     ],
     ['connection refused', { code: 'ECONNECTION' }, { permanent: false, bounce: undefined }],
     ['timeout', { code: 'ETIMEDOUT' }, { permanent: false, bounce: undefined }],
