@@ -45,6 +45,38 @@ export interface Config {
      */
     readonly maxStalledCount: number;
   };
+  /** Where bounces and complaints come back, and what they do (see core/bounce-policy.ts). */
+  readonly bounces: {
+    /**
+     * The bounce mailbox; when set, every message's envelope sender is its VERP form
+     * `<local>+<token>@<domain>`, and the bounce server takes mail for its domain only.
+     */
+    readonly address: string | undefined;
+    /** Where `newsletter bounce-server` listens for reports (SMTP). */
+    readonly smtpHost: string;
+    readonly smtpPort: number;
+    /** Larger inbound messages are refused (552): a report with headers only is a few KB. */
+    readonly maxMessageBytes: number;
+    /** Soft bounces within the window that suppress an address (status bounced). */
+    readonly softBounceLimit: number;
+    /** Soft bounces older than this many days no longer count. */
+    readonly softBounceWindowDays: number;
+  };
+  /** Provider webhooks on `newsletter serve`; a route whose credential is unset answers 404. */
+  readonly webhooks: {
+    /** Signed requests older than this (or reused tokens within it) are refused: Mailgun, SendGrid. */
+    readonly maxAgeSeconds: number;
+    /** SNS retries a message for up to an hour with its first Timestamp; older ones are refused. */
+    readonly sesMaxAgeSeconds: number;
+    /** The SNS topics whose notifications are accepted (empty: the SES route is off). */
+    readonly sesTopicArns: readonly string[];
+    readonly mailgunSigningKey: string | undefined;
+    readonly postmark: { readonly user: string; readonly password: string } | undefined;
+    /** Base64 DER (SPKI) ECDSA public key of SendGrid's signed event webhook. */
+    readonly sendgridPublicKey: string | undefined;
+    /** Bearer secret of the generic JSON webhook. */
+    readonly genericSecret: string | undefined;
+  };
   /** pino level of the structured log (standard error). */
   readonly logLevel: LogLevel;
 }
@@ -93,8 +125,32 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
       lockDurationMs: env.WORKER_LOCK_DURATION_MS,
       maxStalledCount: env.WORKER_MAX_STALLED_COUNT,
     },
+    bounces: {
+      address: env.BOUNCE_ADDRESS,
+      smtpHost: env.BOUNCE_SMTP_HOST,
+      smtpPort: env.BOUNCE_SMTP_PORT,
+      maxMessageBytes: env.BOUNCE_MAX_MESSAGE_BYTES,
+      softBounceLimit: env.SOFT_BOUNCE_LIMIT,
+      softBounceWindowDays: env.SOFT_BOUNCE_WINDOW_DAYS,
+    },
+    webhooks: {
+      maxAgeSeconds: env.WEBHOOK_MAX_AGE_SECONDS,
+      sesMaxAgeSeconds: env.SES_MAX_AGE_SECONDS,
+      sesTopicArns: env.SES_TOPIC_ARNS,
+      mailgunSigningKey: env.MAILGUN_WEBHOOK_SIGNING_KEY,
+      postmark: postmarkCredentials(env.POSTMARK_WEBHOOK_USER, env.POSTMARK_WEBHOOK_PASSWORD),
+      sendgridPublicKey: env.SENDGRID_WEBHOOK_PUBLIC_KEY,
+      genericSecret: env.WEBHOOK_SECRET,
+    },
     logLevel: env.LOG_LEVEL,
   });
+}
+
+/** Both Postmark keys or neither: one without the other is a mistake worth stopping for. */
+function postmarkCredentials(user: string | undefined, password: string | undefined): Config['webhooks']['postmark'] {
+  if (user && password) return { user, password };
+  if (user || password) throw new ConfigError(['POSTMARK_WEBHOOK_USER and POSTMARK_WEBHOOK_PASSWORD must be set together']);
+  return undefined;
 }
 
 let loaded: Config | undefined;

@@ -7,6 +7,13 @@ const positiveInt = (name: string) =>
     .int(`${name} must be a whole number`)
     .positive(`${name} must be greater than 0`);
 
+const portNumber = (name: string) =>
+  z.coerce
+    .number({ error: `${name} must be a port number` })
+    .int(`${name} must be a port number`)
+    .min(1, `${name} must be between 1 and 65535`)
+    .max(65_535, `${name} must be between 1 and 65535`);
+
 function requiredString(name: string) {
   return z
     .string({ error: `${name} is required` })
@@ -51,6 +58,28 @@ function parseMailbox(name: string) {
   });
 }
 
+/** An address such as bounces@bounce.example.org, or unset. */
+function optionalAddress(name: string) {
+  return z
+    .string()
+    .trim()
+    .optional()
+    .refine((value) => !value || /^[A-Za-z0-9._-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$/.test(value), {
+      message: `${name} must be a plain address such as bounces@bounce.example.org (letters, digits, . _ - before the @)`,
+    })
+    .transform((value) => value || undefined);
+}
+
+/** A credential that turns a feature on when set; short ones are refused, they can be guessed. */
+function optionalSecret(name: string, minLength: number) {
+  return z
+    .string()
+    .trim()
+    .optional()
+    .refine((value) => !value || value.length >= minLength, { message: `${name} must be at least ${minLength} characters` })
+    .transform((value) => value || undefined);
+}
+
 /**
  * The environment keys the pipeline reads, with their defaults. Every key is documented in .env.example;
  * keep the two in step.
@@ -72,12 +101,7 @@ export const envSchema = z.object({
   }),
   ISSUES_DIR: z.string().min(1).default('emails/issues'),
   HTTP_HOST: z.string().trim().min(1, 'HTTP_HOST must not be empty').default('127.0.0.1'),
-  HTTP_PORT: z.coerce
-    .number({ error: 'HTTP_PORT must be a port number' })
-    .int('HTTP_PORT must be a port number')
-    .min(1, 'HTTP_PORT must be between 1 and 65535')
-    .max(65_535, 'HTTP_PORT must be between 1 and 65535')
-    .default(8080),
+  HTTP_PORT: portNumber('HTTP_PORT').default(8080),
   WORKER_CONCURRENCY: positiveInt('WORKER_CONCURRENCY').default(40),
   SMTP_POOL_SIZE: positiveInt('SMTP_POOL_SIZE').default(10),
   SMTP_MAX_MESSAGES_PER_CONNECTION: positiveInt('SMTP_MAX_MESSAGES_PER_CONNECTION').default(1000),
@@ -87,5 +111,30 @@ export const envSchema = z.object({
   WORKER_SHUTDOWN_TIMEOUT_MS: positiveInt('WORKER_SHUTDOWN_TIMEOUT_MS').default(30_000),
   WORKER_LOCK_DURATION_MS: positiveInt('WORKER_LOCK_DURATION_MS').default(30_000),
   WORKER_MAX_STALLED_COUNT: positiveInt('WORKER_MAX_STALLED_COUNT').default(5),
+  BOUNCE_ADDRESS: optionalAddress('BOUNCE_ADDRESS'),
+  BOUNCE_SMTP_HOST: z.string().trim().min(1, 'BOUNCE_SMTP_HOST must not be empty').default('127.0.0.1'),
+  BOUNCE_SMTP_PORT: portNumber('BOUNCE_SMTP_PORT').default(2526),
+  BOUNCE_MAX_MESSAGE_BYTES: positiveInt('BOUNCE_MAX_MESSAGE_BYTES').default(2_000_000),
+  SOFT_BOUNCE_LIMIT: positiveInt('SOFT_BOUNCE_LIMIT').default(3),
+  SOFT_BOUNCE_WINDOW_DAYS: positiveInt('SOFT_BOUNCE_WINDOW_DAYS').default(30),
+  WEBHOOK_MAX_AGE_SECONDS: positiveInt('WEBHOOK_MAX_AGE_SECONDS').default(300),
+  SES_MAX_AGE_SECONDS: positiveInt('SES_MAX_AGE_SECONDS').default(3600),
+  SES_TOPIC_ARNS: z
+    .string()
+    .default('')
+    .transform((value) =>
+      value
+        .split(',')
+        .map((arn) => arn.trim())
+        .filter(Boolean),
+    )
+    .refine((arns) => arns.every((arn) => /^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/.test(arn)), {
+      message: 'SES_TOPIC_ARNS must be a comma-separated list of SNS topic ARNs (arn:aws:sns:<region>:<account>:<topic>)',
+    }),
+  MAILGUN_WEBHOOK_SIGNING_KEY: optionalSecret('MAILGUN_WEBHOOK_SIGNING_KEY', 16),
+  POSTMARK_WEBHOOK_USER: optionalSecret('POSTMARK_WEBHOOK_USER', 1),
+  POSTMARK_WEBHOOK_PASSWORD: optionalSecret('POSTMARK_WEBHOOK_PASSWORD', 16),
+  SENDGRID_WEBHOOK_PUBLIC_KEY: optionalSecret('SENDGRID_WEBHOOK_PUBLIC_KEY', 40),
+  WEBHOOK_SECRET: optionalSecret('WEBHOOK_SECRET', 32),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
 });

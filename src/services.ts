@@ -3,6 +3,8 @@ import type { Redis } from 'ioredis';
 import type { Config } from '../config/index.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { connectionErrorLogger, connectRedis } from './store/connection.ts';
+import { EventStore } from './store/event-store.ts';
+import { ReportInbox } from './store/report-inbox.ts';
 import { migrateStore } from './store/migrate.ts';
 import { createSendQueue, type SendJobData } from './store/send-queue.ts';
 import { SendStore } from './store/send-store.ts';
@@ -16,6 +18,10 @@ export interface Services {
   readonly subscribers: SubscriberStore;
   readonly sends: SendStore;
   readonly queue: Queue<SendJobData>;
+  /** Delivery events: per subscriber and per send. */
+  readonly events: EventStore;
+  /** Received bounce and complaint reports, held until applied. */
+  readonly reports: ReportInbox;
   close(): Promise<void>;
 }
 
@@ -35,6 +41,8 @@ export async function openServices(config: Config, options: { readonly logger?: 
   }
   const queue = createSendQueue(redis, config);
   queue.on('error', connectionErrorLogger(logger, 'send queue'));
+  const reports = new ReportInbox(redis, config.redis.prefix);
+  reports.queue.on('error', connectionErrorLogger(logger, 'report inbox'));
   return {
     config,
     logger,
@@ -42,8 +50,10 @@ export async function openServices(config: Config, options: { readonly logger?: 
     subscribers: new SubscriberStore(redis, config.redis.prefix),
     sends: new SendStore(redis, config.redis.prefix),
     queue,
+    events: new EventStore(redis, config.redis.prefix),
+    reports,
     async close() {
-      await queue.close();
+      await Promise.all([queue.close(), reports.close()]);
       redis.disconnect();
     },
   };

@@ -29,6 +29,12 @@ export function redisKeys(prefix: string) {
     subscriberByEmail: `${subs}:by-email`,
     /** Hash: one subscriber (email as given, name, status, attributes, timestamps). */
     subscriber: (id: string) => `${subs}:sub:${id}`,
+    /** Sorted set: ids of the delivery events applied to a subscriber, scored by when (replays change nothing). */
+    subscriberEventIds: (id: string) => `${subs}:sub:${id}:event-ids`,
+    /** List: the subscriber's most recent delivery events (JSON), newest first, capped. */
+    subscriberEvents: (id: string) => `${subs}:sub:${id}:events`,
+    /** Sorted set: the subscriber's soft bounces in the policy window, scored by when they happened. */
+    subscriberSoftBounces: (id: string) => `${subs}:sub:${id}:soft-bounces`,
     /** Set of list names. */
     lists: `${subs}:lists`,
     /** Sorted set of subscriber ids, scored by id, so fan-out can walk it with a resumable cursor. */
@@ -59,6 +65,16 @@ export function redisKeys(prefix: string) {
     sendRequeuePending: (sendId: string) => `${send(sendId)}:requeue-pending`,
     /** Hash: subscriber id → JSON of the last failure. */
     sendFailures: (sendId: string) => `${send(sendId)}:failures`,
+    /** Set: ids of the delivery events applied to the send (replays change nothing). */
+    sendEventIds: (sendId: string) => `${send(sendId)}:event-ids`,
+    /** Hash: "<subscriberId>:<kind>" → 1 for each recipient counted under a kind (bounced, blocked…). */
+    sendEventKinds: (sendId: string) => `${send(sendId)}:event-kinds`,
+    /** Hash: subscriber id → JSON of the latest bounce, complaint or unsubscribe reported for them. */
+    sendReportedEvents: (sendId: string) => `${send(sendId)}:reported`,
+    /** List: reports that could not be attributed to a subscriber (JSON), newest first, for inspection. */
+    unmatchedReports: `${prefix}:reports:unmatched`,
+    /** String with a TTL: a webhook's one-time token already seen (Mailgun), so a replay is refused. */
+    webhookToken: (provider: string, token: string) => `${prefix}:webhook-token:${provider}:${token}`,
     /** Sorted set: issue ids that have been sent, scored by the time of their first send (web archive). */
     sentIssues: `${prefix}:issues:sent`,
   } as const;

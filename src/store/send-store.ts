@@ -17,6 +17,15 @@ export interface SendRecord extends SendStatus {
   /** Highest subscriber id fanned out so far; fan-out resumes after it. */
   readonly fanOutCursor: number;
   readonly contentHash: string;
+  /**
+   * Recipients with a delivery event of each kind, late reports included (each recipient counted
+   * once per kind): hard bounces, soft bounces, blocks, complaints, unsubscribes from a provider.
+   */
+  readonly bounced: number;
+  readonly softBounced: number;
+  readonly blocked: number;
+  readonly complained: number;
+  readonly unsubscribed: number;
 }
 
 const count = z.coerce.number().int().nonnegative().default(0);
@@ -34,6 +43,11 @@ const sendHashSchema = z.object({
   failed: count,
   skipped: count,
   contentHash: z.string().default(''),
+  bounced: count,
+  softBounced: count,
+  blocked: count,
+  complained: count,
+  unsubscribed: count,
 });
 
 /** A recipient's failure as stored (JSON in the failures hash). */
@@ -139,7 +153,32 @@ export class SendStore {
       finishedAt: stored.finishedAt,
       fanOutCursor: stored.fanOutCursor,
       contentHash: stored.contentHash,
+      bounced: stored.bounced,
+      softBounced: stored.softBounced,
+      blocked: stored.blocked,
+      complained: stored.complained,
+      unsubscribed: stored.unsubscribed,
     };
+  }
+
+  /**
+   * The newest send that had this subscriber among its recipients, looking through the sends of
+   * the `issues` most recently sent issues: what a report naming only an address counts against.
+   */
+  async latestSendOf(subscriberId: string, issues = 10): Promise<string | undefined> {
+    const issueIds = await this.redis.zrevrange(this.keys.sentIssues, 0, issues - 1);
+    const sendLists = await Promise.all(issueIds.map((issueId) => this.redis.lrange(this.keys.issueSends(issueId), 0, -1)));
+    const candidates = sendLists.flatMap((sendIds) => [...sendIds].reverse());
+    if (candidates.length === 0) return undefined;
+    const pipeline = this.redis.pipeline();
+    for (const sendId of candidates) pipeline.hexists(this.keys.sendRecipients(sendId), subscriberId);
+    const replies = (await pipeline.exec()) ?? [];
+    return candidates.find((_, index) => replies[index]?.[1] === 1);
+  }
+
+  /** Whether the send exists. */
+  async exists(sendId: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.send(sendId))) === 1;
   }
 
   /** The compiled issue stored with the send, parsed: a record missing a part can't be sent as its editor saw it. */

@@ -134,6 +134,11 @@ export class SubscriberStore {
     return (await this.redis.hget(this.keys.subscriber(id), 'email')) ?? undefined;
   }
 
+  /** The addresses of many subscribers in one round trip, in input order (undefined: no such subscriber). */
+  async emailsOf(ids: readonly string[]): Promise<(string | undefined)[]> {
+    return (await this.fieldOfMany(ids, 'email')).map((email) => email ?? undefined);
+  }
+
   /** The lists a subscriber belongs to. */
   async listsOf(id: string): Promise<string[]> {
     const lists = await this.redis.smembers(this.keys.lists);
@@ -172,13 +177,18 @@ export class SubscriberStore {
 
   /** The statuses of many subscribers in one round trip, in input order. */
   async statusesOf(ids: readonly string[]): Promise<(string | null)[]> {
+    return this.fieldOfMany(ids, 'status');
+  }
+
+  /** One field of many subscribers' records in one round trip, in input order. */
+  private async fieldOfMany(ids: readonly string[], field: 'email' | 'status'): Promise<(string | null)[]> {
     if (ids.length === 0) return [];
     const pipeline = this.redis.pipeline();
-    for (const id of ids) pipeline.hget(this.keys.subscriber(id), 'status');
+    for (const id of ids) pipeline.hget(this.keys.subscriber(id), field);
     const replies = (await pipeline.exec()) ?? [];
     return replies.map(([error, value]) => {
       if (error) throw error;
-      return value as string | null;
+      return typeof value === 'string' ? value : null;
     });
   }
 

@@ -3,6 +3,7 @@
 -- counters of every list they are on. A bounce recorded by a worker in the meantime is never
 -- overwritten by an unsubscribe. The caller passes a (members, counts) pair of keys for every
 -- list; if the number of lists changed since it read them, the reply is 'retry'.
+-- USES: move-status
 -- KEYS: subscriber lists (listMembers listCounts)...
 -- ARGV: subscriberId fromStatuses toStatus now listCount
 -- Returns {'changed', previous} | {'unchanged', current} | {'missing', ''} | {'retry', ''}
@@ -16,11 +17,5 @@ for status in string.gmatch(from, '[^,]+') do
   if status == current then allowed = true end
 end
 if not allowed then return {'unchanged', current} end
-redis.call('HSET', subscriberKey, 'status', to, 'updatedAt', now)
-for index = 3, #KEYS, 2 do
-  if redis.call('ZSCORE', KEYS[index], id) then
-    redis.call('HINCRBY', KEYS[index + 1], current, -1)
-    redis.call('HINCRBY', KEYS[index + 1], to, 1)
-  end
-end
+moveStatus(subscriberKey, id, current, to, now, 3, false)
 return {'changed', current}
