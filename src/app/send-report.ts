@@ -1,6 +1,8 @@
 import { loadIssue } from '../content/load-issue.ts';
 import { UserFacingError } from '../core/errors.ts';
-import type { RecipientFailure } from '../core/send-status.ts';
+import type { DeliveryEvent } from '../core/delivery-event.ts';
+import type { RecipientFailure, RecipientState } from '../core/send-status.ts';
+import type { EventStore } from '../store/event-store.ts';
 import type { SendRecord } from '../store/send-store.ts';
 import { isStuck } from './send-jobs.ts';
 import type { SendDeps } from './start-send.ts';
@@ -19,14 +21,17 @@ export interface SendStatusReport extends SendRecord {
 
 const FAILURES_SHOWN = 20;
 
+/** The latest send of an issue (to a list, if given), or a UserFacingError saying why there is none. */
+async function requireLatestSend(services: SendDeps, issueId: string, list: string | undefined): Promise<string> {
+  const sendId = await services.sends.latestId(issueId, list);
+  if (sendId) return sendId;
+  await loadIssue(services.config.issuesDir, issueId); // an unknown issue says so, rather than "not sent"
+  throw new UserFacingError(`Issue "${issueId}" has not been sent${list ? ` to list "${list}"` : ''} yet.`);
+}
+
 /** Loads the latest send of an issue (to a list, if given) with who failed and why. */
 export async function sendStatusReport(services: SendDeps, issueId: string, list: string | undefined): Promise<SendStatusReport> {
-  const { config } = services;
-  const sendId = await services.sends.latestId(issueId, list);
-  if (!sendId) {
-    await loadIssue(config.issuesDir, issueId); // an unknown issue says so, rather than "not sent"
-    throw new UserFacingError(`Issue "${issueId}" has not been sent${list ? ` to list "${list}"` : ''} yet.`);
-  }
+  const sendId = await requireLatestSend(services, issueId, list);
   const record = await services.sends.get(sendId);
   if (!record) throw new Error(`Send ${sendId} is listed but its record is missing`);
   const failures = await services.sends.failures(sendId, FAILURES_SHOWN);
@@ -38,4 +43,50 @@ export async function sendStatusReport(services: SendDeps, issueId: string, list
     })),
   );
   return { ...record, sendId, stuck: await isStuck(services, record), failures: withEmails };
+}
+
+/**
+ * One recipient of a send that something went wrong for: the SMTP failure that ended their job,
+ * and the latest bounce, block, complaint or unsubscribe reported for them (late reports included).
+ */
+export interface RecipientProblem {
+  readonly subscriberId: string;
+  readonly email: string;
+  readonly state: RecipientState | undefined;
+  readonly failure: RecipientFailure | undefined;
+  readonly event: Pick<DeliveryEvent, 'id' | 'kind' | 'source' | 'diagnostic' | 'at'> | undefined;
+}
+
+/**
+ * Every recipient of the latest send of an issue who failed, bounced, was blocked or complained,
+ * with the diagnostic and where it came from (`newsletter status <issue> --failures`). Reads only
+ * the send's failure and report records, never all its recipients.
+ */
+export async function sendProblems(
+  services: SendDeps & { readonly events: EventStore },
+  issueId: string,
+  list: string | undefined,
+): Promise<{ sendId: string; problems: RecipientProblem[] }> {
+  const sendId = await requireLatestSend(services, issueId, list);
+  const failures = new Map((await services.sends.failures(sendId, Number.POSITIVE_INFINITY)).map(({ subscriberId, failure }) => [subscriberId, failure]));
+  const events = new Map<string, DeliveryEvent>();
+  let cursor = '0';
+  do {
+    const page = await services.events.reportedPage(sendId, cursor);
+    cursor = page.cursor;
+    for (const event of page.events) events.set(event.subscriberId, event);
+  } while (cursor !== '0');
+  const ids = [...new Set([...failures.keys(), ...events.keys()])].sort((a, b) => Number(a) - Number(b));
+  const [emails, states] = await Promise.all([services.subscribers.emailsOf(ids), services.sends.recipientStates(sendId, ids)]);
+  const problems = ids.map((subscriberId, index) => {
+    const event = events.get(subscriberId);
+    return {
+      subscriberId,
+      email: emails[index] ?? '(deleted)',
+      state: states[index],
+      failure: failures.get(subscriberId),
+      event: event ? { id: event.id, kind: event.kind, source: event.source, diagnostic: event.diagnostic, at: event.at } : undefined,
+    };
+  });
+  return { sendId, problems };
 }

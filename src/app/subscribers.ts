@@ -2,6 +2,8 @@ import { cleanDisplayName, normaliseEmail } from '../core/address.ts';
 import { UserFacingError } from '../core/errors.ts';
 import { STATUS_CHANGES, suppressionTo, type Subscriber, type SubscriberStatus, type SuppressionReason } from '../core/subscriber.ts';
 import { UNSUBSCRIBE_PURPOSE, verifyToken } from '../core/tokens.ts';
+import type { DeliveryEvent } from '../core/delivery-event.ts';
+import type { EventStore } from '../store/event-store.ts';
 import type { SubscriberStore } from '../store/subscriber-store.ts';
 
 /** An unsubscribe link whose token does not verify: altered, truncated, or signed with another secret. */
@@ -26,10 +28,17 @@ export async function addSubscriber(store: SubscriberStore, input: { email: stri
   return { ...result, email };
 }
 
-/** One subscriber with the lists they are on, for `subscribers show`. */
-export async function showSubscriber(store: SubscriberStore, rawEmail: string): Promise<Subscriber & { lists: string[] }> {
-  const subscriber = await requireByEmail(store, rawEmail);
-  return { ...subscriber, lists: await store.listsOf(subscriber.id) };
+/** Delivery events shown per subscriber. */
+const RECENT_EVENTS_SHOWN = 20;
+
+/** One subscriber with the lists they are on and their recent delivery events (bounces, complaints…), for `subscribers show`. */
+export async function showSubscriber(
+  stores: { readonly subscribers: SubscriberStore; readonly events: EventStore },
+  rawEmail: string,
+): Promise<Subscriber & { lists: string[]; events: DeliveryEvent[] }> {
+  const subscriber = await requireByEmail(stores.subscribers, rawEmail);
+  const [lists, events] = await Promise.all([stores.subscribers.listsOf(subscriber.id), stores.events.recentEvents(subscriber.id, RECENT_EVENTS_SHOWN)]);
+  return { ...subscriber, lists, events };
 }
 
 /**

@@ -1,4 +1,53 @@
-import type { SendStatusReport } from '../app/send-report.ts';
+import type { EventOutcome } from '../app/delivery-events.ts';
+import type { RecipientProblem, SendStatusReport } from '../app/send-report.ts';
+import type { DeliveryEvent, DeliveryEventKind, Diagnostic } from '../core/delivery-event.ts';
+
+/** The words of the glossary for each kind of delivery event. */
+const KIND_WORDS: Readonly<Record<DeliveryEventKind, string>> = {
+  accepted: 'accepted',
+  hard: 'hard bounce',
+  soft: 'soft bounce',
+  block: 'block',
+  complaint: 'complaint',
+  unsubscribe: 'unsubscribe',
+};
+
+/** "550 5.1.1 User unknown": the reply code, the enhanced status and the text, as far as they are known. */
+export function describeDiagnostic(diagnostic: Diagnostic): string {
+  const text = diagnostic.text?.replace(/\s+/g, ' ').trim();
+  const codes = [diagnostic.replyCode, diagnostic.status].filter((part) => part !== undefined && !text?.includes(String(part)));
+  return [...codes, diagnostic.providerType && !text ? `(${diagnostic.providerType})` : undefined, text].filter(Boolean).join(' ') || '(no diagnostic)';
+}
+
+/** One line about a delivery event: when, what, from where, and why. */
+export function describeEvent(event: Pick<DeliveryEvent, 'kind' | 'source' | 'diagnostic' | 'at'> & { readonly sendId?: string | undefined }): string {
+  return `${event.at}  ${KIND_WORDS[event.kind]} (${event.source})${event.sendId ? ` on ${event.sendId}` : ''}: ${describeDiagnostic(event.diagnostic)}`;
+}
+
+/** What `bounces ingest` (and the bounce server's log) says about one event of a report. */
+export function describeEventOutcome(outcome: EventOutcome): string {
+  if (outcome.outcome === 'unmatched') {
+    const { reported } = outcome;
+    return `unmatched: ${KIND_WORDS[reported.kind]}${reported.clues.recipient ? ` for ${reported.clues.recipient}` : ''} (${reported.source}): ${outcome.reason}; kept for inspection (newsletter bounces unmatched)`;
+  }
+  const { event } = outcome;
+  const change = outcome.statusBefore !== outcome.statusAfter ? `; status ${outcome.statusBefore ?? '?'} → ${outcome.statusAfter ?? '?'}` : '';
+  return (
+    `${outcome.outcome === 'applied' ? 'applied' : 'already applied'}: ${KIND_WORDS[event.kind]} for ${outcome.email} (subscriber ${event.subscriberId})` +
+    `${event.sendId ? ` on send ${event.sendId}` : ''}, matched by ${outcome.via} (${event.source}): ${describeDiagnostic(event.diagnostic)}${change}`
+  );
+}
+
+/** One line per recipient of `status --failures`. */
+export function describeProblem(problem: RecipientProblem): string {
+  const parts = [`${problem.email} (id ${problem.subscriberId})`, problem.state ?? 'not a recipient'];
+  if (problem.failure)
+    parts.push(
+      `failed: ${problem.failure.response ?? problem.failure.code ?? 'unknown'} (${problem.failure.permanent ? 'permanent' : `gave up after ${problem.failure.attempts} attempts`})`,
+    );
+  if (problem.event) parts.push(`${KIND_WORDS[problem.event.kind]} (${problem.event.source}): ${describeDiagnostic(problem.event.diagnostic)}`);
+  return parts.join('  ');
+}
 
 /** "12.3 KB (12595 bytes)": sizes the editor compares with Gmail's clipping limit. */
 export function formatBytes(bytes: number): string {
@@ -14,6 +63,9 @@ export function describeSendStatus(report: SendStatusReport): string {
     `  accepted  ${report.accepted}   (the SMTP server answered 250; not proof of delivery)`,
     `  failed    ${report.failed}`,
     `  skipped   ${report.skipped}   (unsubscribed or suppressed after the send was queued)`,
+    `  bounced   ${report.bounced}   hard bounces, reported now or later${report.softBounced > 0 ? `; soft bounces ${report.softBounced}` : ''}`,
+    `  blocked   ${report.blocked}   (refused for policy or reputation: never suppressed)`,
+    `  complained ${report.complained}`,
     `  pending   ${report.pending}${report.stuck ? `   STUCK: no job is left to serve them; run: newsletter send ${report.issueId} --list ${report.list} --retry-failed` : ''}`,
     `  started   ${report.createdAt}${report.finishedAt ? `\n  finished  ${report.finishedAt}` : ''}`,
   ];

@@ -9,6 +9,12 @@ function listName(value: string): string {
   return value;
 }
 
+function positiveNumber(value: string): number {
+  const number = Number(value);
+  if (!Number.isInteger(number) || number < 1) throw new InvalidArgumentError('a whole number greater than 0');
+  return number;
+}
+
 /**
  * The `newsletter` command: only registration here; each command is a named function in
  * commands/<command>.ts. Command modules are imported when their command runs, so a worker
@@ -92,11 +98,36 @@ export function buildProgram(cli: CliContext): Command {
     .argument('<issue>', 'issue id')
     .option('--list <name>', 'the send to this list (default: the latest send of the issue)', listName)
     .option('--json', 'print one JSON object')
-    .action(async (issueId: string, options: { list?: string; json?: boolean }) => (await import('./commands/status.ts')).statusCommand(cli, issueId, options));
+    .option('--failures', 'list every recipient that failed, bounced, was blocked or complained, with the diagnostic and its source')
+    .action(async (issueId: string, options: { list?: string; json?: boolean; failures?: boolean }) =>
+      (await import('./commands/status.ts')).statusCommand(cli, issueId, options),
+    );
+
+  const bounces = program.command('bounces').description('Take in bounce and complaint reports, and inspect the ones that could not be attributed');
+  bounces
+    .command('ingest')
+    .description('Read one raw email (a DSN, an ARF complaint or an MTA bounce) and apply it; an MTA can pipe into it')
+    .argument('[file]', 'the message; - or nothing for standard input')
+    .option('--to <address>', 'the envelope recipient the message was delivered to (what an MTA pipe passes, e.g. ${recipient})')
+    .option('--json', 'print what was applied as JSON')
+    .action(async (file: string | undefined, options: { to?: string; json?: boolean }) =>
+      (await import('./commands/bounces-ingest.ts')).bouncesIngestCommand(cli, file, options),
+    );
+  bounces
+    .command('unmatched')
+    .description('List the reports that could not be attributed to a subscriber, newest first')
+    .option('--limit <n>', 'how many to show', positiveNumber, 20)
+    .option('--json', 'print JSON, with each report as received')
+    .action(async (options: { limit: number; json?: boolean }) => (await import('./commands/bounces-unmatched.ts')).bouncesUnmatchedCommand(cli, options));
+
+  program
+    .command('bounce-server')
+    .description('Receive bounce and complaint reports over SMTP on BOUNCE_SMTP_HOST:BOUNCE_SMTP_PORT, for the domain of BOUNCE_ADDRESS')
+    .action(async () => (await import('./commands/bounce-server.ts')).bounceServerCommand(cli));
 
   program
     .command('serve')
-    .description('Serve the public pages on HTTP_HOST:HTTP_PORT: unsubscribe links and the web version of sent issues')
+    .description('Serve on HTTP_HOST:HTTP_PORT: unsubscribe links, the web version of sent issues, and the bounce webhooks')
     .action(async () => (await import('./commands/serve.ts')).serveCommand(cli));
 
   program
@@ -120,7 +151,7 @@ export async function runCli(argv: readonly string[], cli: CliContext): Promise<
     if (error instanceof CommanderError) return error.exitCode;
     if (error instanceof UserFacingError || error instanceof ConfigError) {
       cli.io.err(`error: ${error.message}`);
-      return 1;
+      return error instanceof UserFacingError ? error.exitCode : 1;
     }
     throw error;
   }

@@ -4,6 +4,13 @@
  */
 export class UserFacingError extends Error {
   override readonly name: string = 'UserFacingError';
+  /** The process's exit code; 1 unless a caller (an MTA's pipe, say) needs to tell failures apart. */
+  readonly exitCode: number;
+
+  constructor(message: string, options: { readonly exitCode?: number; readonly cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.exitCode = options.exitCode ?? 1;
+  }
 }
 
 /** No issue file with that id exists. */

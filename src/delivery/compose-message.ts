@@ -6,6 +6,7 @@ import type { CompiledIssue } from '../render/compile-issue.ts';
 import { compileStageTwo, toCrlf, type SubscriberFieldName } from '../render/stage-two-fields.ts';
 import { unsubscribeUrl } from '../core/tokens.ts';
 import { cleanDisplayName } from '../core/address.ts';
+import { envelopeId, messageIdLocalPart, verpAddress } from '../core/verp.ts';
 
 /** Who a message goes to: the fields the per-subscriber placeholders and headers need. */
 export interface Recipient {
@@ -14,15 +15,22 @@ export interface Recipient {
   readonly name: string;
 }
 
-/** What a send adds to its compiled issue: its id, and the secret that signs its links (never stored). */
+/**
+ * What a send adds to its compiled issue: its id, the secret that signs its links and VERP
+ * tokens (never stored), and the bounce mailbox (BOUNCE_ADDRESS), if one is set.
+ */
 export interface SendIdentity {
   readonly sendId: string;
   readonly appSecret: string;
+  readonly bounceAddress?: string | undefined;
 }
 
 /** A message ready for SMTP: the envelope and the whole RFC 5322 message. */
 export interface ComposedMessage {
+  /** `from` is the VERP address when a bounce mailbox is set, so a bounce names its message. */
   readonly envelope: { readonly from: string; readonly to: string };
+  /** The DSN envelope id (RFC 3461 ENVID) to request reports under; undefined without a bounce mailbox. */
+  readonly envelopeId: string | undefined;
   readonly messageId: string;
   readonly raw: Buffer;
 }
@@ -109,7 +117,8 @@ export async function prepareMessageComposer(compiled: CompiledIssue, identity: 
     },
     compose(recipient) {
       const fields = fieldsOf(recipient);
-      const messageId = `${identity.sendId}.${recipient.id}`;
+      const ids = { sendId: identity.sendId, subscriberId: recipient.id };
+      const messageId = messageIdLocalPart(ids);
       const chunks: Buffer[] = [
         Buffer.from(
           `${foldLines(`To: ${formatMailbox(fields.name, recipient.email)}`, 76)}\r\n` +
@@ -124,7 +133,16 @@ export async function prepareMessageComposer(compiled: CompiledIssue, identity: 
         else if (piece === TOKEN_HTML) chunks.push(...htmlPart.encodeBody(fields));
         else chunks.push(Buffer.from(piece === TOKEN_MESSAGE_ID ? messageId : rfc5322Date(new Date()), 'utf8'));
       }
-      return { envelope: { from: compiled.from.address, to: recipient.email }, messageId: `<${messageId}@${domain}>`, raw: Buffer.concat(chunks) };
+      const bounceAddress = identity.bounceAddress;
+      return {
+        envelope: {
+          from: bounceAddress ? (verpAddress(bounceAddress, identity.appSecret, ids) ?? bounceAddress) : compiled.from.address,
+          to: recipient.email,
+        },
+        envelopeId: bounceAddress ? envelopeId(identity.appSecret, ids) : undefined,
+        messageId: `<${messageId}@${domain}>`,
+        raw: Buffer.concat(chunks),
+      };
     },
   };
 }

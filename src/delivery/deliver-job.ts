@@ -3,7 +3,7 @@ import type { Transporter } from 'nodemailer';
 import type { Config } from '../../config/index.ts';
 import { classifySmtpFailure, type SmtpFailureFields } from '../core/classify-failure.ts';
 import type { RecipientFailure } from '../core/send-status.ts';
-import { STATUS_CHANGES } from '../core/subscriber.ts';
+import type { DeliveryEvent } from '../core/delivery-event.ts';
 import type { Logger } from '../logger.ts';
 import { CorruptRecordError } from '../store/records.ts';
 import type { SendJobData } from '../store/send-queue.ts';
@@ -46,6 +46,11 @@ export interface DeliveryDeps {
     write: () => Promise<unknown>,
     context: { readonly sendId: string; readonly subscriberId: string; readonly what: string; readonly urgent?: boolean },
   ) => void;
+  /**
+   * Applies a delivery event by the bounce policy (app/delivery-events.ts): the SMTP server's own
+   * bounces go through the same model as the reports that come back later.
+   */
+  readonly recordEvent: (event: DeliveryEvent) => Promise<unknown>;
   /** True once the worker is stopping: a job not yet handed to SMTP goes back to the queue instead. */
   readonly stopping: () => boolean;
   /** Waits between tries to record an outcome: rides out a Redis failover of a few seconds. */
@@ -75,7 +80,7 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       composer = (async () => {
         const compiled = await sends.loadCompiled(sendId);
         if (!compiled) throw new MissingCompiledIssueError(`Send ${sendId} has no compiled issue stored`);
-        return prepareMessageComposer(compiled, { sendId, appSecret: config.appSecret });
+        return prepareMessageComposer(compiled, { sendId, appSecret: config.appSecret, bounceAddress: config.bounces.address });
       })();
       composer.catch(() => composers.delete(sendId));
       composers.set(sendId, composer);
@@ -183,7 +188,11 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
     }
     let response: string;
     try {
-      response = ((await transport.sendMail({ envelope: message.envelope, raw: message.raw })) as { response?: string }).response ?? '';
+      // With a bounce mailbox, ask for failure reports under the signed envelope id (RFC 3461),
+      // with headers only: nodemailer sends it where the server advertises DSN.
+      const dsn = message.envelopeId ? { id: message.envelopeId, return: 'headers' as const, notify: ['failure' as const] } : undefined;
+      response =
+        ((await transport.sendMail({ envelope: message.envelope, raw: message.raw, ...(dsn ? { dsn } : {}) })) as { response?: string }).response ?? '';
     } catch (error) {
       const fields = error as SmtpFailureFields;
       const failure = classifySmtpFailure(fields);
@@ -204,13 +213,22 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       // so that a send always completes and ops can see who failed.
       const cause = `${subscriber.email}: ${failure.reason}`;
       await recordFailure({ permanent: failure.permanent, ...smtp }, cause, message.messageId);
-      // A hard bounce: the address does not exist. Suppressed until someone lifts it; a stronger
-      // suppression already there is kept. After the failure is recorded, so that a job put back
-      // because that record failed still sees an active subscriber and records the failure; and
-      // handed to the worker's late records if Redis won't take it now, never dropped.
-      if (failure.bounce === 'hard') {
-        const suppress = () => subscribers.changeStatus(subscriberId, STATUS_CHANGES.hardBounce);
-        await record(suppress).catch(() => deps.recordLater(suppress, { sendId, subscriberId, what: 'the hard bounce suppression' }));
+      // The server's rejection is a delivery event like a bounce reported later: the bounce
+      // policy decides (a hard bounce suppresses the address; a block never does). After the
+      // failure is recorded, so that a job put back because that record failed still sees an
+      // active subscriber; and handed to the worker's late records if Redis won't take it now.
+      if (failure.bounce) {
+        const event: DeliveryEvent = {
+          id: `${sendId}.${subscriberId}`,
+          source: 'smtp',
+          kind: failure.bounce,
+          subscriberId,
+          sendId,
+          diagnostic: { status: failure.status, replyCode: fields.responseCode, text: smtp.response },
+          at: new Date().toISOString(),
+        };
+        const apply = () => deps.recordEvent(event);
+        await record(apply).catch(() => deps.recordLater(apply, { sendId, subscriberId, what: `the ${failure.bounce} bounce event` }));
       }
       throw failure.permanent ? new PermanentDeliveryError(cause) : error;
     }

@@ -12,8 +12,8 @@ export interface SmtpRejection {
 export interface SmtpSinkOptions {
   /** Writes each accepted message to this folder as <n>.eml. */
   readonly outboxDir?: string;
-  /** Sees each accepted message (raw bytes and envelope recipients). */
-  readonly onMessage?: (raw: Buffer, recipients: readonly string[]) => void;
+  /** Sees each accepted message: raw bytes, envelope recipients, and the MAIL FROM with its DSN envelope id. */
+  readonly onMessage?: (raw: Buffer, recipients: readonly string[], envelope: SinkEnvelope) => void;
   /** Decides per recipient whether to reject it at RCPT TO. */
   readonly rejectRecipient?: (address: string) => SmtpRejection | undefined;
   /** Keep the bytes of each message in memory; off for the benchmark. */
@@ -32,6 +32,15 @@ export interface SmtpSinkOptions {
   readonly auth?: { readonly user: string; readonly pass: string };
   /** Sees each AUTH attempt: the user name given and whether it was accepted. */
   readonly onAuth?: (user: string, accepted: boolean) => void;
+}
+
+/** What the client said in MAIL FROM: the envelope sender (VERP) and its RFC 3461 ENVID and RET. */
+export interface SinkEnvelope {
+  readonly mailFrom: string;
+  readonly envelopeId: string | undefined;
+  readonly dsnReturn: string | undefined;
+  /** The NOTIFY of each RCPT TO, in order. */
+  readonly notify: readonly (readonly string[] | undefined)[];
 }
 
 /** A running sink. */
@@ -71,6 +80,8 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
         }
       : { authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'] }),
     logger: false,
+    // Advertise DSN (RFC 3461) as Postfix and Exim do; smtp-server hides it by default.
+    hideDSN: false,
     size: 25 * 1024 * 1024,
     onRcptTo(address: SMTPServerAddress, session, callback) {
       if (options.hangUpOn?.(address.address)) {
@@ -96,7 +107,13 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
           acceptedCount += 1;
           const raw = Buffer.concat(chunks);
           const recipients = session.envelope.rcptTo.map((rcpt) => rcpt.address);
-          options.onMessage?.(raw, recipients);
+          const { mailFrom, dsn } = session.envelope;
+          options.onMessage?.(raw, recipients, {
+            mailFrom: mailFrom ? mailFrom.address : '',
+            envelopeId: dsn?.envid ?? undefined,
+            dsnReturn: dsn?.ret ?? undefined,
+            notify: session.envelope.rcptTo.map((rcpt) => rcpt.dsn?.notify),
+          });
           if (!options.outboxDir) return callback();
           const file = path.join(options.outboxDir, `${String(acceptedCount).padStart(5, '0')}.eml`);
           writeFile(file, raw).then(() => callback(), callback);

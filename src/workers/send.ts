@@ -1,5 +1,6 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config } from '../../config/index.ts';
+import { applyDeliveryEvent } from '../app/delivery-events.ts';
 import { createDeliveryHandler, type DeliveryDeps, type DeliveryOutcome } from '../delivery/deliver-job.ts';
 import { AcceptedButUnrecordedError } from '../delivery/job-errors.ts';
 import { withRetries } from '../delivery/retry.ts';
@@ -9,6 +10,7 @@ import { openServices } from '../services.ts';
 import { connectionErrorLogger, connectRedis } from '../store/connection.ts';
 import { redisKeys } from '../store/keys.ts';
 import { SEND_QUEUE_NAME, type SendJobData } from '../store/send-queue.ts';
+import { startReportWorker } from './reports.ts';
 
 /** A running send worker. */
 export interface SendWorkerHandle {
@@ -103,6 +105,7 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
     subscribers: services.subscribers,
     transport,
     logger,
+    recordEvent: (event) => applyDeliveryEvent({ config, events: services.events, logger }, event),
     recordRetryDelaysMs: options.recordRetryDelaysMs ?? RECORD_RETRY_DELAYS_MS,
     async pauseSending(durationMs, reason) {
       if (Date.now() >= pausedUntil) logger.warn({ reason, holdMs: durationMs }, 'SMTP service unavailable; holding the queue');
@@ -139,6 +142,7 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
   });
   // BullMQ duplicates the blocking connection; without these, a Redis restart prints raw stacks.
   worker.on('error', connectionErrorLogger(logger, 'send worker'));
+  const reportWorker = startReportWorker({ ...services }, blocking);
 
   // The handler records what it sees itself. This records what ends outside it: a job whose
   // workers kept dying (BullMQ fails it without running the handler), an acceptance that couldn't
@@ -181,7 +185,7 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
         clearTimeout(timer);
         // Past the timeout, a job not yet handed to SMTP goes back to the queue rather than start now.
         stopping = outcome === 'timeout';
-        await worker.close(outcome === 'timeout');
+        await Promise.all([worker.close(outcome === 'timeout'), reportWorker.close()]);
         // Handlers still running (a forced close leaves them) get to record what the SMTP server
         // answered before Redis and the transport close under them.
         const settleBudget = new Promise((resolve) => (timer = setTimeout(resolve, Math.max(1_000, deadline - Date.now()))));

@@ -77,7 +77,7 @@ describe('the newsletter CLI, as a process', () => {
     const port = await freePort();
     const server = spawnCli(['serve'], { env: cliEnv(harness.config, { HTTP_PORT: String(port) }) });
     try {
-      await server.waitForStdout(/^serving https:\/\/newsletter\.example\.org \(unsubscribe, issues\) on http:\/\/127\.0\.0\.1:\d+$/m, 20_000);
+      await server.waitForStdout(/^serving https:\/\/newsletter\.example\.org \(unsubscribe, issues, webhooks\) on http:\/\/127\.0\.0\.1:\d+$/m, 20_000);
       expect(server.stdout()).toContain(`on http://127.0.0.1:${port}`);
       const base = `http://127.0.0.1:${port}`;
 

@@ -88,7 +88,7 @@ describe('bad SMTP credentials', () => {
     const sink = await startSmtpSink({
       auth: { user: 'mailer', pass: 'right-password' },
       onAuth: (user, accepted) => authAttempts.push({ user, accepted }),
-      onMessage: (raw, recipients) => received.push({ raw, recipients }),
+      onMessage: (raw, recipients, envelope) => received.push({ raw, recipients, envelope }),
     });
     onTestFinished(() => sink.stop());
     // One attempt per message: any attempt spent on the bad credentials would fail the recipient.

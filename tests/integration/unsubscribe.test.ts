@@ -18,12 +18,7 @@ async function sentHarness(label: string) {
   await harness.startWorker();
   const { sendId } = await harness.send('vol-138');
   await harness.waitForSend(sendId);
-  const app = await buildHttpApp({
-    config: harness.config,
-    subscribers: harness.services.subscribers,
-    sends: harness.services.sends,
-    logger: harness.services.logger,
-  });
+  const app = await buildHttpApp(harness.services);
   return { harness, app };
 }
 

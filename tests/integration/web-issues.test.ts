@@ -11,12 +11,7 @@ const ISSUES_DIR = path.join(PROJECT_ROOT, 'emails', 'issues');
 
 /** The HTTP app on a loopback port, closed when the test finishes. */
 async function serve(harness: Harness) {
-  const app = await buildHttpApp({
-    config: harness.config,
-    subscribers: harness.services.subscribers,
-    sends: harness.services.sends,
-    logger: harness.services.logger,
-  });
+  const app = await buildHttpApp(harness.services);
   onTestFinished(() => app.close());
   const origin = await app.listen({ host: '127.0.0.1', port: 0 });
   const publicUrl = harness.config.publicUrl;

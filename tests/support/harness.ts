@@ -1,7 +1,7 @@
 import { onTestFinished } from 'vitest';
 import type { Config } from '../../config/index.ts';
 import { isFinalSendState } from '../../src/core/send-status.ts';
-import { startSmtpSink, type SmtpRejection, type SmtpSink } from '../../src/dev/smtp-sink.ts';
+import { startSmtpSink, type SinkEnvelope, type SmtpRejection, type SmtpSink } from '../../src/dev/smtp-sink.ts';
 import { openServices, type Services } from '../../src/services.ts';
 import type { SendRecord } from '../../src/store/send-store.ts';
 import { startSend, type StartSendResult } from '../../src/app/start-send.ts';
@@ -13,6 +13,8 @@ import { testConfig } from './test-config.ts';
 export interface ReceivedMessage {
   readonly raw: Buffer;
   readonly recipients: readonly string[];
+  /** MAIL FROM (VERP) and the DSN parameters the client gave. */
+  readonly envelope: SinkEnvelope;
 }
 
 /** A private pipeline for one test: its own key prefix, a real SMTP server, real BullMQ workers. */
@@ -44,9 +46,9 @@ export async function createHarness(
 ): Promise<Harness> {
   const received: ReceivedMessage[] = [];
   const sink = await startSmtpSink({
-    onMessage: (raw, recipients) => {
-      received.push({ raw, recipients });
-      options.onMessage?.({ raw, recipients });
+    onMessage: (raw, recipients, envelope) => {
+      received.push({ raw, recipients, envelope });
+      options.onMessage?.({ raw, recipients, envelope });
     },
     ...(options.rejectRecipient ? { rejectRecipient: options.rejectRecipient } : {}),
     ...(options.acceptDelayMs ? { acceptDelayMs: options.acceptDelayMs } : {}),

@@ -5,11 +5,11 @@ import type { CliContext } from '../context.ts';
 export async function serveCommand(cli: CliContext): Promise<void> {
   await cli.withServices(async (services) => {
     const { config } = services;
-    const app = await buildHttpApp({ config, subscribers: services.subscribers, sends: services.sends, logger: services.logger });
+    const app = await buildHttpApp(services);
     await app.listen({ host: config.http.host, port: config.http.port });
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.http.port;
-    cli.io.out(`serving ${config.publicUrl} (unsubscribe, issues) on http://${config.http.host}:${port}`);
+    cli.io.out(`serving ${config.publicUrl} (unsubscribe, issues, webhooks) on http://${config.http.host}:${port}`);
     await cli.untilStop();
     await app.close();
   });

@@ -1,0 +1,184 @@
+import type { Config } from '../../config/index.ts';
+import { emailKey } from '../core/address.ts';
+import { bouncePolicy } from '../core/bounce-policy.ts';
+import type { AttributionClues, DeliveryEvent, ReportedEvent } from '../core/delivery-event.ts';
+import type { SubscriberStatus } from '../core/subscriber.ts';
+import { readMessageId, readVerpAddress, readVerpToken, type MessageIds } from '../core/verp.ts';
+import type { Logger } from '../logger.ts';
+import type { EventStore } from '../store/event-store.ts';
+import type { ReceivedReport, ReportInbox } from '../store/report-inbox.ts';
+import type { SendStore } from '../store/send-store.ts';
+import type { SubscriberStore } from '../store/subscriber-store.ts';
+
+/** What recording and applying delivery events works with. */
+export interface EventDeps {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly subscribers: SubscriberStore;
+  readonly sends: SendStore;
+  readonly events: EventStore;
+  readonly reports: ReportInbox;
+  /** The clock; tests move it to check the soft-bounce window without sleeping. */
+  readonly now?: () => Date;
+}
+
+/** How an event was matched to its subscriber, strongest first. */
+export type AttributedVia = 'verp' | 'envelope-id' | 'message-id' | 'headers' | 'address';
+
+/** What became of one reported event. */
+export type EventOutcome =
+  | {
+      readonly outcome: 'applied' | 'duplicate';
+      readonly event: DeliveryEvent;
+      readonly via: AttributedVia;
+      readonly email: string;
+      readonly statusBefore: SubscriberStatus | undefined;
+      readonly statusAfter: SubscriberStatus | undefined;
+    }
+  | { readonly outcome: 'unmatched'; readonly reported: ReportedEvent; readonly reason: string };
+
+/**
+ * How long an intake waits before its recorded report is applied by a report worker instead: it
+ * applies the report itself at once, so the worker only ever sees reports whose intake died or
+ * could not reach Redis in the middle.
+ */
+export const REPORT_RETRY_DELAY_MS = 60_000;
+
+/**
+ * Takes a report in: records it durably (the report inbox), applies its events, and forgets it.
+ * Callers acknowledge the sender (exit 0, SMTP 250, HTTP 2xx) only after this resolves; once it
+ * is recorded, a failure to apply leaves it to the report worker instead of losing it, and the
+ * result says so (`deferred`).
+ */
+export async function takeInReport(
+  deps: EventDeps,
+  report: ReceivedReport,
+  options: { readonly retryDelayMs?: number } = {},
+): Promise<{ readonly outcomes: readonly EventOutcome[]; readonly deferred: boolean }> {
+  const jobId = await deps.reports.record(report, options.retryDelayMs ?? REPORT_RETRY_DELAY_MS);
+  let outcomes: EventOutcome[];
+  try {
+    outcomes = await applyReport(deps, report);
+  } catch (error) {
+    deps.logger.warn({ err: error, jobId, channel: report.channel }, 'report recorded but not applied yet; the report worker will apply it');
+    return { outcomes: [], deferred: true };
+  }
+  await deps.reports.applied(jobId);
+  return { outcomes, deferred: false };
+}
+
+/**
+ * Attributes and applies every event of a report; the ones no subscriber can be found for are
+ * kept for inspection (`newsletter bounces unmatched`). Idempotent: what the report worker runs.
+ */
+export async function applyReport(deps: EventDeps, report: ReceivedReport): Promise<EventOutcome[]> {
+  const outcomes: EventOutcome[] = [];
+  for (const reported of report.events) {
+    const attributed = await attributeEvent(deps, reported, report.receivedAt);
+    if ('reason' in attributed) {
+      await deps.events.addUnmatched({
+        receivedAt: report.receivedAt,
+        source: reported.source,
+        reason: attributed.reason,
+        recipient: reported.clues.recipient,
+        kind: reported.kind,
+        eventId: reported.id,
+        raw: report.raw,
+      });
+      deps.logger.warn(
+        { source: reported.source, eventId: reported.id, recipient: reported.clues.recipient, reason: attributed.reason },
+        'unmatched delivery report kept',
+      );
+      outcomes.push({ outcome: 'unmatched', reported, reason: attributed.reason });
+      continue;
+    }
+    const applied = await applyDeliveryEvent(deps, attributed.event);
+    outcomes.push({ ...applied, event: attributed.event, via: attributed.via, email: attributed.email });
+  }
+  return outcomes;
+}
+
+/**
+ * Applies one attributed event by the bounce policy: to the subscriber (suppression, soft-bounce
+ * window, recent events) and to its send (counters, latest report). Each side refuses a replay
+ * on its own, so a report applied twice, or half-applied before a crash, ends the same.
+ */
+export async function applyDeliveryEvent(
+  deps: Pick<EventDeps, 'config' | 'events' | 'logger' | 'now'>,
+  event: DeliveryEvent,
+): Promise<{ outcome: 'applied' | 'duplicate'; statusBefore: SubscriberStatus | undefined; statusAfter: SubscriberStatus | undefined }> {
+  const effect = bouncePolicy(deps.config.bounces)[event.kind];
+  const now = deps.now?.() ?? new Date();
+  const subscriber = await deps.events.applyToSubscriber(event, effect, now);
+  const sendId = event.sendId;
+  if (sendId !== undefined) await deps.events.applyToSend({ ...event, sendId }, effect.sendCounter);
+  const changed = subscriber.statusBefore !== subscriber.statusAfter;
+  deps.logger.info(
+    {
+      sendId,
+      subscriberId: event.subscriberId,
+      eventId: event.id,
+      source: event.source,
+      kind: event.kind,
+      status: event.diagnostic.status,
+      replyCode: event.diagnostic.replyCode,
+      ...(changed ? { statusBefore: subscriber.statusBefore, statusAfter: subscriber.statusAfter } : {}),
+      duplicate: !subscriber.applied,
+    },
+    subscriber.applied ? 'delivery event applied' : 'delivery event already applied',
+  );
+  return { outcome: subscriber.applied ? 'applied' : 'duplicate', statusBefore: subscriber.statusBefore, statusAfter: subscriber.statusAfter };
+}
+
+type Attribution = { readonly event: DeliveryEvent; readonly via: AttributedVia; readonly email: string } | { readonly reason: string };
+
+/**
+ * Finds the subscriber (and the send) an event is about, trying the clues strongest first: the
+ * signed VERP address, the signed envelope id, then the quoted Message-ID and X-Newsletter-*
+ * headers or a provider's custom variables (unsigned, so only trusted when the address the
+ * report names, if any, is that subscriber's), and last the address alone, counted against the
+ * subscriber's latest send.
+ */
+export async function attributeEvent(deps: EventDeps, reported: ReportedEvent, receivedAt: string): Promise<Attribution> {
+  const { clues } = reported;
+  const secret = deps.config.appSecret;
+  const candidates: [AttributedVia, MessageIds | undefined, boolean][] = [
+    ['verp', clues.verpAddress ? readVerpAddress(secret, clues.verpAddress) : undefined, true],
+    ['envelope-id', clues.envelopeId ? readVerpToken(secret, clues.envelopeId) : undefined, true],
+    ['message-id', clues.messageId ? readMessageId(clues.messageId) : undefined, false],
+    ['headers', headerIds(clues), false],
+  ];
+  for (const [via, ids, signed] of candidates) {
+    if (!ids) continue;
+    const email = await deps.subscribers.emailOf(ids.subscriberId);
+    if (email === undefined) continue;
+    if (!signed && clues.recipient && emailKey(clues.recipient) !== emailKey(email)) continue;
+    const sendId = (await isRecipientOf(deps, ids)) ? ids.sendId : await deps.sends.latestSendOf(ids.subscriberId);
+    return { event: toEvent(reported, ids.subscriberId, sendId, receivedAt), via, email };
+  }
+  if (clues.recipient) {
+    const subscriberId = await deps.subscribers.findIdByEmail(clues.recipient);
+    if (subscriberId) {
+      const named = clues.sendId ? { sendId: clues.sendId, subscriberId } : undefined;
+      const sendId = named && (await isRecipientOf(deps, named)) ? named.sendId : await deps.sends.latestSendOf(subscriberId);
+      const email = (await deps.subscribers.emailOf(subscriberId)) ?? clues.recipient;
+      return { event: toEvent(reported, subscriberId, sendId, receivedAt), via: 'address', email };
+    }
+    return { reason: `no subscriber has the address ${clues.recipient}, and the report names no message of ours` };
+  }
+  return { reason: 'the report names neither a message of ours nor an address' };
+}
+
+/** The ids of our X-Newsletter-* headers or a provider's custom variables, when both are there. */
+function headerIds(clues: AttributionClues): MessageIds | undefined {
+  return clues.sendId && clues.subscriberId ? { sendId: clues.sendId, subscriberId: clues.subscriberId } : undefined;
+}
+
+async function isRecipientOf(deps: EventDeps, ids: MessageIds): Promise<boolean> {
+  return (await deps.sends.recipientState(ids.sendId, ids.subscriberId).catch(() => undefined)) !== undefined;
+}
+
+function toEvent(reported: ReportedEvent, subscriberId: string, sendId: string | undefined, receivedAt: string): DeliveryEvent {
+  const at = reported.at && !Number.isNaN(Date.parse(reported.at)) ? reported.at : receivedAt;
+  return { id: reported.id, source: reported.source, kind: reported.kind, subscriberId, sendId, diagnostic: reported.diagnostic, at };
+}
