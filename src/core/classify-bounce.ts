@@ -95,8 +95,10 @@ export const PROVIDER_TYPE_RULES: Readonly<Record<string, BounceKind>> = {
  * fields says anything (the caller decides what an unclassifiable report means).
  */
 export function classifyBounce(source: DeliveryEventSource, diagnostic: Diagnostic): BounceKind | undefined {
-  const status = diagnostic.status?.trim();
-  if (status && /^[245]\.\d{1,3}\.\d{1,3}$/.test(status)) {
+  const given = diagnostic.status?.trim();
+  // A malformed status ("5.1", "5.foo") says nothing: it is ignored, as if absent.
+  const status = given && /^[245]\.\d{1,3}\.\d{1,3}$/.test(given) ? given : undefined;
+  if (status) {
     const verdict = firstMatch(ENHANCED_STATUS_RULES, status.split('.'));
     if (verdict && verdict !== 'next') return verdict;
   }
@@ -106,11 +108,11 @@ export function classifyBounce(source: DeliveryEventSource, diagnostic: Diagnost
   }
   if (diagnostic.providerType) {
     const [type] = diagnostic.providerType.split('/');
-    return PROVIDER_TYPE_RULES[`${source}:${diagnostic.providerType}`] ?? PROVIDER_TYPE_RULES[`${source}:${type}`];
+    const verdict = PROVIDER_TYPE_RULES[`${source}:${diagnostic.providerType}`] ?? PROVIDER_TYPE_RULES[`${source}:${type}`];
+    if (verdict) return verdict;
   }
-  // A vague permanent status with nothing else: permanent, but nothing says the address is bad.
-  if (status?.startsWith('5.')) return 'soft';
-  if (status?.startsWith('4.')) return 'soft';
+  // A vague status with nothing else that decides: a failure, but nothing says the address is bad.
+  if (status?.startsWith('5.') || status?.startsWith('4.')) return 'soft';
   return undefined;
 }
 
