@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto';
 import { z } from 'zod';
 import addressparser from 'nodemailer/lib/addressparser';
 
@@ -70,6 +71,16 @@ function optionalAddress(name: string) {
     .transform((value) => value || undefined);
 }
 
+/** Whether a text is an EC P-256 public key, base64 DER (SubjectPublicKeyInfo) or PEM: SendGrid's verification key. */
+function isP256PublicKey(text: string): boolean {
+  try {
+    const key = text.includes('-----BEGIN') ? createPublicKey(text) : createPublicKey({ key: Buffer.from(text, 'base64'), format: 'der', type: 'spki' });
+    return key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1';
+  } catch {
+    return false;
+  }
+}
+
 /** A credential that turns a feature on when set; short ones are refused, they can be guessed. */
 function optionalSecret(name: string, minLength: number) {
   return z
@@ -134,7 +145,9 @@ export const envSchema = z.object({
   MAILGUN_WEBHOOK_SIGNING_KEY: optionalSecret('MAILGUN_WEBHOOK_SIGNING_KEY', 16),
   POSTMARK_WEBHOOK_USER: optionalSecret('POSTMARK_WEBHOOK_USER', 1),
   POSTMARK_WEBHOOK_PASSWORD: optionalSecret('POSTMARK_WEBHOOK_PASSWORD', 16),
-  SENDGRID_WEBHOOK_PUBLIC_KEY: optionalSecret('SENDGRID_WEBHOOK_PUBLIC_KEY', 40),
+  SENDGRID_WEBHOOK_PUBLIC_KEY: optionalSecret('SENDGRID_WEBHOOK_PUBLIC_KEY', 40).refine((value) => !value || isP256PublicKey(value), {
+    message: 'SENDGRID_WEBHOOK_PUBLIC_KEY must be the verification key SendGrid shows: a base64 (or PEM) EC P-256 public key',
+  }),
   WEBHOOK_SECRET: optionalSecret('WEBHOOK_SECRET', 32),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
 });

@@ -3,6 +3,7 @@ import { emailKey } from '../core/address.ts';
 import { bouncePolicy } from '../core/bounce-policy.ts';
 import type { AttributionClues, DeliveryEvent, ReportedEvent } from '../core/delivery-event.ts';
 import type { SubscriberStatus } from '../core/subscriber.ts';
+import { UNSUBSCRIBE_PURPOSE, verifyToken } from '../core/tokens.ts';
 import { readMessageId, readVerpAddress, readVerpToken, type MessageIds } from '../core/verp.ts';
 import type { Logger } from '../logger.ts';
 import type { EventStore } from '../store/event-store.ts';
@@ -23,7 +24,7 @@ export interface EventDeps {
 }
 
 /** How an event was matched to its subscriber, strongest first. */
-export type AttributedVia = 'verp' | 'envelope-id' | 'message-id' | 'headers' | 'address';
+export type AttributedVia = 'verp' | 'envelope-id' | 'list-unsubscribe' | 'message-id' | 'headers' | 'address';
 
 /** What became of one reported event. */
 export type EventOutcome =
@@ -83,7 +84,8 @@ export async function applyReport(deps: EventDeps, report: ReceivedReport): Prom
         recipient: reported.clues.recipient,
         kind: reported.kind,
         eventId: reported.id,
-        raw: report.raw,
+        // A mail report is kept whole (cut to size); of a webhook's batch, only this event.
+        raw: report.channel === 'mail' ? report.raw : JSON.stringify(reported),
       });
       deps.logger.warn(
         { source: reported.source, eventId: reported.id, recipient: reported.clues.recipient, reason: attributed.reason },
@@ -111,7 +113,7 @@ export async function applyDeliveryEvent(
   const now = deps.now?.() ?? new Date();
   const subscriber = await deps.events.applyToSubscriber(event, effect, now);
   const sendId = event.sendId;
-  if (sendId !== undefined) await deps.events.applyToSend({ ...event, sendId }, effect.sendCounter);
+  if (sendId !== undefined) await deps.events.applyToSend({ ...event, sendId }, effect);
   const changed = subscriber.statusBefore !== subscriber.statusAfter;
   deps.logger.info(
     {
@@ -130,14 +132,43 @@ export async function applyDeliveryEvent(
   return { outcome: subscriber.applied ? 'applied' : 'duplicate', statusBefore: subscriber.statusBefore, statusAfter: subscriber.statusAfter };
 }
 
+/**
+ * Records an event of our own SMTP session in the report inbox, as any report is recorded, before
+ * the job records anything else: if the process dies before applyHeldEvent, the report worker
+ * applies it. Returns the record's id.
+ */
+export async function holdEvent(deps: Pick<EventDeps, 'reports'>, event: DeliveryEvent, email: string): Promise<string> {
+  const reported: ReportedEvent = {
+    id: event.id,
+    source: event.source,
+    kind: event.kind,
+    diagnostic: event.diagnostic,
+    at: event.at,
+    // Our own ids, with the address to check them against: attribution finds the same subscriber and send.
+    clues: { sendId: event.sendId, subscriberId: event.subscriberId, recipient: email },
+  };
+  return deps.reports.record({ channel: 'smtp', receivedAt: event.at, events: [reported], raw: JSON.stringify(reported) }, REPORT_RETRY_DELAY_MS);
+}
+
+/** Applies an event holdEvent recorded, then forgets the record. */
+export async function applyHeldEvent(
+  deps: Pick<EventDeps, 'config' | 'events' | 'logger' | 'reports' | 'now'>,
+  event: DeliveryEvent,
+  heldAs: string,
+): Promise<void> {
+  await applyDeliveryEvent(deps, event);
+  await deps.reports.applied(heldAs);
+}
+
 type Attribution = { readonly event: DeliveryEvent; readonly via: AttributedVia; readonly email: string } | { readonly reason: string };
 
 /**
  * Finds the subscriber (and the send) an event is about, trying the clues strongest first: the
- * signed VERP address, the signed envelope id, then the quoted Message-ID and X-Newsletter-*
- * headers or a provider's custom variables (unsigned, so only trusted when the address the
- * report names, if any, is that subscriber's), and last the address alone, counted against the
- * subscriber's latest send.
+ * signed VERP address, the signed envelope id, the signed token in the quoted List-Unsubscribe;
+ * then the quoted Message-ID and X-Newsletter-* headers or a provider's custom variables, which
+ * are not signed and so are trusted only when the report names an address and it is that
+ * subscriber's (a forged report can't suppress a subscriber by id); and last the address alone,
+ * counted against the subscriber's latest send.
  */
 export async function attributeEvent(deps: EventDeps, reported: ReportedEvent, receivedAt: string): Promise<Attribution> {
   const { clues } = reported;
@@ -145,15 +176,19 @@ export async function attributeEvent(deps: EventDeps, reported: ReportedEvent, r
   const candidates: [AttributedVia, MessageIds | undefined, boolean][] = [
     ['verp', clues.verpAddress ? readVerpAddress(secret, clues.verpAddress) : undefined, true],
     ['envelope-id', clues.envelopeId ? readVerpToken(secret, clues.envelopeId) : undefined, true],
+    ['list-unsubscribe', clues.listUnsubscribe ? readUnsubscribeHeader(secret, clues.listUnsubscribe) : undefined, true],
     ['message-id', clues.messageId ? readMessageId(clues.messageId) : undefined, false],
     ['headers', headerIds(clues), false],
   ];
   for (const [via, ids, signed] of candidates) {
     if (!ids) continue;
+    if (!signed && !clues.recipient) continue;
     const email = await deps.subscribers.emailOf(ids.subscriberId);
     if (email === undefined) continue;
     if (!signed && clues.recipient && emailKey(clues.recipient) !== emailKey(email)) continue;
-    const sendId = (await isRecipientOf(deps, ids)) ? ids.sendId : await deps.sends.latestSendOf(ids.subscriberId);
+    // A send the clue names but that doesn't have this recipient (deleted, or never ours) is not
+    // replaced by another: its counters, which the breakers read, only count their own messages.
+    const sendId = (await isRecipientOf(deps, ids)) ? ids.sendId : undefined;
     return { event: toEvent(reported, ids.subscriberId, sendId, receivedAt), via, email };
   }
   if (clues.recipient) {
@@ -166,7 +201,16 @@ export async function attributeEvent(deps: EventDeps, reported: ReportedEvent, r
     }
     return { reason: `no subscriber has the address ${clues.recipient}, and the report names no message of ours` };
   }
+  if (candidates.some(([, ids]) => ids !== undefined))
+    return { reason: 'the report names a message of ours only by unsigned headers, and no address to check them against' };
   return { reason: 'the report names neither a message of ours nor an address' };
+}
+
+/** The ids in the signed token of a List-Unsubscribe header (`<https://…/unsubscribe?token=…>`). */
+function readUnsubscribeHeader(secret: string, header: string): MessageIds | undefined {
+  const token = /[?&]token=([^&>]+)/.exec(header.replace(/\s+/g, ''))?.[1];
+  const payload = token ? verifyToken(secret, UNSUBSCRIBE_PURPOSE, decodeURIComponent(token)) : undefined;
+  return payload?.s && payload.m ? { sendId: payload.m, subscriberId: payload.s } : undefined;
 }
 
 /** The ids of our X-Newsletter-* headers or a provider's custom variables, when both are there. */

@@ -12,11 +12,21 @@ const KIND_WORDS: Readonly<Record<DeliveryEventKind, string>> = {
   unsubscribe: 'unsubscribe',
 };
 
+/**
+ * Text that came from outside (a report's diagnostic, an address, a reason) made safe to print:
+ * control characters (ANSI escapes, carriage returns) become spaces, so a crafted report can't
+ * rewrite the operator's terminal.
+ */
+export function printable(text: string): string {
+  return text.replace(/\p{Cc}+/gu, ' ');
+}
+
 /** "550 5.1.1 User unknown": the reply code, the enhanced status and the text, as far as they are known. */
 export function describeDiagnostic(diagnostic: Diagnostic): string {
-  const text = diagnostic.text?.replace(/\s+/g, ' ').trim();
+  const text = diagnostic.text === undefined ? undefined : printable(diagnostic.text).replace(/\s+/g, ' ').trim();
   const codes = [diagnostic.replyCode, diagnostic.status].filter((part) => part !== undefined && !text?.includes(String(part)));
-  return [...codes, diagnostic.providerType && !text ? `(${diagnostic.providerType})` : undefined, text].filter(Boolean).join(' ') || '(no diagnostic)';
+  const providerType = diagnostic.providerType && !text ? `(${printable(diagnostic.providerType)})` : undefined;
+  return [...codes, providerType, text].filter(Boolean).join(' ') || '(no diagnostic)';
 }
 
 /** One line about a delivery event: when, what, from where, and why. */
@@ -28,7 +38,8 @@ export function describeEvent(event: Pick<DeliveryEvent, 'kind' | 'source' | 'di
 export function describeEventOutcome(outcome: EventOutcome): string {
   if (outcome.outcome === 'unmatched') {
     const { reported } = outcome;
-    return `unmatched: ${KIND_WORDS[reported.kind]}${reported.clues.recipient ? ` for ${reported.clues.recipient}` : ''} (${reported.source}): ${outcome.reason}; kept for inspection (newsletter bounces unmatched)`;
+    const recipient = reported.clues.recipient ? ` for ${printable(reported.clues.recipient)}` : '';
+    return `unmatched: ${KIND_WORDS[reported.kind]}${recipient} (${reported.source}): ${printable(outcome.reason)}; kept for inspection (newsletter bounces unmatched)`;
   }
   const { event } = outcome;
   const change = outcome.statusBefore !== outcome.statusAfter ? `; status ${outcome.statusBefore ?? '?'} → ${outcome.statusAfter ?? '?'}` : '';
@@ -43,7 +54,7 @@ export function describeProblem(problem: RecipientProblem): string {
   const parts = [`${problem.email} (id ${problem.subscriberId})`, problem.state ?? 'not a recipient'];
   if (problem.failure)
     parts.push(
-      `failed: ${problem.failure.response ?? problem.failure.code ?? 'unknown'} (${problem.failure.permanent ? 'permanent' : `gave up after ${problem.failure.attempts} attempts`})`,
+      `failed: ${printable(problem.failure.response ?? problem.failure.code ?? 'unknown')} (${problem.failure.permanent ? 'permanent' : `gave up after ${problem.failure.attempts} attempts`})`,
     );
   if (problem.event) parts.push(`${KIND_WORDS[problem.event.kind]} (${problem.event.source}): ${describeDiagnostic(problem.event.diagnostic)}`);
   return parts.join('  ');

@@ -31,6 +31,11 @@ export interface EventEffect {
    * shows, and what the breakers of work item #5 read.
    */
   readonly sendCounter: 'bounced' | 'softBounced' | 'blocked' | 'complained' | 'unsubscribed' | undefined;
+  /**
+   * How strongly it marks a recipient in `status --failures`, which shows each recipient's
+   * strongest event: a later, weaker one doesn't hide it. 0: not a failure, never listed.
+   */
+  readonly reportRank: number;
 }
 
 const DAY_MS = 86_400_000;
@@ -42,17 +47,18 @@ const DAY_MS = 86_400_000;
  * suppresses and removes the subscriber from every list.
  */
 export function bouncePolicy(settings: BouncePolicySettings): Readonly<Record<DeliveryEventKind, EventEffect>> {
-  const none = { suppress: undefined, suppressAfter: undefined, leaveLists: false } as const;
+  const none = { suppress: undefined, suppressAfter: undefined, leaveLists: false, reportRank: 0 } as const;
   return {
     accepted: { ...none, sendCounter: undefined },
-    hard: { ...none, suppress: 'bounced', sendCounter: 'bounced' },
+    hard: { ...none, suppress: 'bounced', sendCounter: 'bounced', reportRank: 3 },
     soft: {
       ...none,
       suppressAfter: { limit: settings.softBounceLimit, windowMs: settings.softBounceWindowDays * DAY_MS, as: 'bounced' },
       sendCounter: 'softBounced',
+      reportRank: 1,
     },
-    block: { ...none, sendCounter: 'blocked' },
-    complaint: { ...none, suppress: 'complained', leaveLists: true, sendCounter: 'complained' },
+    block: { ...none, sendCounter: 'blocked', reportRank: 2 },
+    complaint: { ...none, suppress: 'complained', leaveLists: true, sendCounter: 'complained', reportRank: 4 },
     unsubscribe: { ...none, suppress: 'unsubscribed', sendCounter: 'unsubscribed' },
   };
 }

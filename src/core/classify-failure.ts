@@ -1,4 +1,4 @@
-import { classifyBounce, type BounceKind } from './classify-bounce.ts';
+import { classifyBounce, parseSmtpReply, type BounceKind } from './classify-bounce.ts';
 
 /** The structured fields nodemailer puts on an SMTP error; meaning is never read from the text. */
 export interface SmtpFailureFields {
@@ -35,7 +35,9 @@ const TRANSIENT_CODES: ReadonlySet<string> = new Set(['ECONNECTION', 'ETIMEDOUT'
  */
 export function classifySmtpFailure(fields: SmtpFailureFields): FailureClass {
   const { responseCode, code } = fields;
-  const enhanced = enhancedStatus(fields.response);
+  // Only the head of the reply ("550 5.1.1 …"), where RFC 3463 puts the status: "blocked by
+  // [5.1.1.200]" further on is text, and text never decides.
+  const enhanced = parseSmtpReply(fields.response).status;
 
   // A bad credential is an ops problem, not the recipient's (even with its 535): retrying keeps
   // every message of the send until it is fixed, instead of failing them all.
@@ -76,14 +78,12 @@ export function classifySmtpFailure(fields: SmtpFailureFields): FailureClass {
 
 /**
  * The kind of bounce a receiver's rejection is, by the one bounce classification (enhanced status,
- * then reply code). A bare 5xx after DATA names no address (the receiver refused the message, not
- * the mailbox), so it is a block, never a reason to suppress.
+ * then reply code). A refusal at MAIL FROM, or a bare 5xx after DATA, names no address (the
+ * receiver refused us or the message, not the mailbox), so it is a block, never a reason to suppress.
  */
 function bounceOf(responseCode: number, enhanced: string | undefined, command: string | undefined): BounceKind | undefined {
+  // A refusal at MAIL FROM is about our sender (the VERP domain, say), never the recipient's address.
+  if (command === 'MAIL FROM') return 'block';
   if (!enhanced && responseCode >= 500 && command !== 'RCPT TO') return 'block';
   return classifyBounce('smtp', { status: enhanced, replyCode: responseCode });
-}
-
-function enhancedStatus(response: string | undefined): string | undefined {
-  return response ? /\b([245]\.\d{1,3}\.\d{1,3})\b/.exec(response)?.[1] : undefined;
 }

@@ -67,6 +67,11 @@ export interface AttributionClues {
   readonly envelopeId?: string | undefined;
   /** The Message-ID of the original message, from a quoted copy or a provider's record. */
   readonly messageId?: string | undefined;
+  /**
+   * The quoted original's List-Unsubscribe header: its URL carries the unsubscribe token, signed
+   * with APP_SECRET, that names the subscriber and the send.
+   */
+  readonly listUnsubscribe?: string | undefined;
   /** X-Newsletter-Send and X-Newsletter-Subscriber, from a quoted copy or a provider's custom variables. */
   readonly sendId?: string | undefined;
   readonly subscriberId?: string | undefined;

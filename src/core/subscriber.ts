@@ -33,14 +33,13 @@ export interface SubscriberInput {
 }
 
 /**
- * The status changes the pipeline makes, as data: which statuses each may start from. Suppressing
- * (by hand, an unsubscribe link, a hard bounce, a complaint) only ever changes an active address, so
- * a suppression is never weakened or relabelled; lifting is the one way back to active.
+ * The status changes made by hand or by an unsubscribe link, as data: which statuses each may start
+ * from. They only ever change an active address, so a suppression is never weakened or relabelled;
+ * lifting is the one way back to active. Delivery events (bounces, complaints) move a subscriber by
+ * the bounce policy instead (core/bounce-policy.ts: only ever to a stronger suppression).
  */
 export const STATUS_CHANGES = {
   unsubscribe: { from: ['active'], to: 'unsubscribed' },
-  hardBounce: { from: ['active'], to: 'bounced' },
-  complaint: { from: ['active'], to: 'complained' },
   lift: { from: ['unsubscribed', 'bounced', 'complained'], to: 'active' },
 } as const satisfies Record<string, { from: readonly SubscriberStatus[]; to: SubscriberStatus }>;
 

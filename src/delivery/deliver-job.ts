@@ -50,7 +50,12 @@ export interface DeliveryDeps {
    * Applies a delivery event by the bounce policy (app/delivery-events.ts): the SMTP server's own
    * bounces go through the same model as the reports that come back later.
    */
-  readonly recordEvent: (event: DeliveryEvent) => Promise<unknown>;
+  readonly events: {
+    /** Records the event durably (the report inbox), so it is applied even if this process dies; returns its record's id. */
+    hold(event: DeliveryEvent, email: string): Promise<string>;
+    /** Applies a held event and forgets its record. */
+    apply(event: DeliveryEvent, heldAs: string): Promise<unknown>;
+  };
   /** True once the worker is stopping: a job not yet handed to SMTP goes back to the queue instead. */
   readonly stopping: () => boolean;
   /** Waits between tries to record an outcome: rides out a Redis failover of a few seconds. */
@@ -209,26 +214,34 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
         log.info({ outcome: 'retry', messageId: message.messageId, ...smtp }, failure.reason);
         throw error;
       }
+      // The server's rejection is a delivery event like a bounce reported later: the bounce
+      // policy decides (a hard bounce suppresses the address; a block never does). The event is
+      // held durably before anything else is recorded, so a crash can't lose it; its id carries
+      // the job's, so a later --retry-failed round is an event of its own.
+      const event: DeliveryEvent | undefined = failure.bounce
+        ? {
+            id: `smtp.${job.id ?? `${sendId}.${subscriberId}`}`,
+            source: 'smtp',
+            kind: failure.bounce,
+            subscriberId,
+            sendId,
+            diagnostic: { status: failure.status, replyCode: fields.responseCode, text: smtp.response },
+            at: new Date().toISOString(),
+          }
+        : undefined;
+      let heldAs = '';
+      if (event) await recordFinal(async () => (heldAs = await deps.events.hold(event, subscriber.email)), `the ${event.kind} bounce event`);
       // Whatever the cause, a recipient whose job ends here is recorded as failed, with the reason,
       // so that a send always completes and ops can see who failed.
       const cause = `${subscriber.email}: ${failure.reason}`;
       await recordFailure({ permanent: failure.permanent, ...smtp }, cause, message.messageId);
-      // The server's rejection is a delivery event like a bounce reported later: the bounce
-      // policy decides (a hard bounce suppresses the address; a block never does). After the
-      // failure is recorded, so that a job put back because that record failed still sees an
-      // active subscriber; and handed to the worker's late records if Redis won't take it now.
-      if (failure.bounce) {
-        const event: DeliveryEvent = {
-          id: `${sendId}.${subscriberId}`,
-          source: 'smtp',
-          kind: failure.bounce,
-          subscriberId,
-          sendId,
-          diagnostic: { status: failure.status, replyCode: fields.responseCode, text: smtp.response },
-          at: new Date().toISOString(),
-        };
-        const apply = () => deps.recordEvent(event);
-        await record(apply).catch(() => deps.recordLater(apply, { sendId, subscriberId, what: `the ${failure.bounce} bounce event` }));
+      // Applied after the failure is recorded, so that a job put back because that record failed
+      // still sees an active subscriber and records its failure; handed to the late records if
+      // Redis won't take it now (and applied by the report worker from its held record if this
+      // process dies). So a send can show as finished a moment before its last bounces count.
+      if (event) {
+        const apply = () => deps.events.apply(event, heldAs);
+        await record(apply).catch(() => deps.recordLater(apply, { sendId, subscriberId, what: `the ${event.kind} bounce event` }));
       }
       throw failure.permanent ? new PermanentDeliveryError(cause) : error;
     }

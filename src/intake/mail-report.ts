@@ -198,7 +198,11 @@ async function decodeBody(part: Part): Promise<Buffer> {
   return await decoded;
 }
 
-/** RFC 3464: one event per per-recipient block whose Action is failed or delayed. */
+/**
+ * RFC 3464: one event per per-recipient block whose Action is failed. A `delayed` block is a
+ * warning that the MTA is still trying: the message may yet be delivered, so it is no bounce (we
+ * ask for NOTIFY=FAILURE only; an MTA that warns anyway is not counted against the address).
+ */
 function deliveryStatusEvents(blocks: readonly FieldBlock[], original: Headers | undefined, context: ReportContext): ReportedEvent[] {
   // §2.1: the per-message block comes first. An MTA that leaves it out starts with a recipient.
   const [first, ...rest] = blocks;
@@ -216,13 +220,13 @@ function deliveryStatusEvents(blocks: readonly FieldBlock[], original: Headers |
       throw new GarbledReportError(`${where} (${finalRecipient}) has Action "${actionField}", not one of ${[...DSN_ACTIONS].join(', ')} (RFC 3464 §2.3.3)`);
     const statusField = field(block, 'status');
     if (!statusField) throw new GarbledReportError(`${where} (${finalRecipient}) has no Status (RFC 3464 §2.3.4)`);
-    return action === 'failed' || action === 'delayed' ? [{ block, finalRecipient, action, statusField }] : [];
+    return action === 'failed' ? [{ block, finalRecipient, statusField }] : [];
   });
   const ids = eventIds(
     context.idBase,
     failures.map(({ finalRecipient }) => typedAddress(finalRecipient) ?? finalRecipient),
   );
-  return failures.map(({ block, finalRecipient, action, statusField }, index): ReportedEvent => {
+  return failures.map(({ block, finalRecipient, statusField }, index): ReportedEvent => {
     const diagnosticCode = field(block, 'diagnostic-code');
     const reply = parseSmtpReply(diagnosticCode);
     const diagnostic: Diagnostic = {
@@ -235,8 +239,7 @@ function deliveryStatusEvents(blocks: readonly FieldBlock[], original: Headers |
     return {
       id: ids[index] ?? context.idBase,
       source: 'dsn',
-      // A delay says nothing final about the address, whatever its status claims.
-      kind: action === 'delayed' ? 'soft' : (classifyBounce('dsn', diagnostic) ?? 'soft'),
+      kind: classifyBounce('dsn', diagnostic) ?? 'soft',
       diagnostic,
       at: isoDate(field(block, 'last-attempt-date')) ?? isoDate(field(perMessage, 'arrival-date')) ?? context.reportDate,
       clues: {
@@ -304,10 +307,14 @@ function legacyBounceEvents(headerLines: readonly string[], text: string, attach
   });
 }
 
-/** The clues a returned or quoted original message carries: its Message-ID (no angle brackets) and our headers. */
-function originalClues(original: Headers | undefined): Pick<AttributionClues, 'messageId' | 'sendId' | 'subscriberId'> {
+/**
+ * The clues a returned or quoted original message carries: its Message-ID (no angle brackets), our
+ * headers, and its List-Unsubscribe, whose URL carries a token signed with APP_SECRET.
+ */
+function originalClues(original: Headers | undefined): Pick<AttributionClues, 'messageId' | 'sendId' | 'subscriberId' | 'listUnsubscribe'> {
   return {
     messageId: bareMessageId(headerValue(original, 'message-id')),
+    listUnsubscribe: headerValue(original, 'list-unsubscribe'),
     sendId: headerValue(original, 'x-newsletter-send'),
     subscriberId: headerValue(original, 'x-newsletter-subscriber'),
   };

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { weakerThan, type EventEffect } from '../core/bounce-policy.ts';
@@ -33,7 +34,7 @@ export interface UnmatchedReport {
   readonly recipient: string | undefined;
   readonly kind: string | undefined;
   readonly eventId: string | undefined;
-  /** The report as received (a mail report's text, a webhook's event JSON), cut at UNMATCHED_RAW_BYTES. */
+  /** The report as received (a mail report's text; for a webhook, the event as read), cut at UNMATCHED_RAW_BYTES. */
   readonly raw: string;
 }
 
@@ -65,8 +66,8 @@ const EVENT_ID_HORIZON_MS = 90 * 86_400_000;
 const RECENT_EVENTS_KEPT = 50;
 /** Unattributed reports kept for inspection; older ones are dropped (with their count logged by the caller). */
 export const UNMATCHED_KEPT = 10_000;
-/** The part of an unattributed report kept with it. */
-export const UNMATCHED_RAW_BYTES = 64 * 1024;
+/** The part of an unattributed report kept with it: a DSN with headers only is a few KB. */
+export const UNMATCHED_RAW_BYTES = 16 * 1024;
 /** How often a status change is retried when lists keep being created while it runs. */
 const MAX_RACE_RETRIES = 10;
 
@@ -110,7 +111,8 @@ export class EventStore {
           idHorizonMs: EVENT_ID_HORIZON_MS,
           recentLimit: RECENT_EVENTS_KEPT,
           softMember: event.sendId === undefined ? `${event.source}:${event.id}` : `send:${event.sendId}`,
-          softAtMs: Date.parse(event.at) || now.getTime(),
+          // A time in the future (a clock off, or a sender's mistake) would never expire: now at the latest.
+          softAtMs: Math.min(Date.parse(event.at) || now.getTime(), now.getTime()),
           softWindowMs: effect.suppressAfter?.windowMs ?? 0,
           softLimit: effect.suppressAfter?.limit ?? 0,
           suppressTo,
@@ -127,8 +129,8 @@ export class EventStore {
     }
   }
 
-  /** Records an event on its send (counter, latest report), once; false for a replay or an unknown send. */
-  async applyToSend(event: DeliveryEvent & { readonly sendId: string }, counter: string | undefined): Promise<boolean> {
+  /** Records an event on its send (counter, strongest report), once; false for a replay or an unknown send. */
+  async applyToSend(event: DeliveryEvent & { readonly sendId: string }, effect: Pick<EventEffect, 'sendCounter' | 'reportRank'>): Promise<boolean> {
     const { sendId } = event;
     const applied = await runScript(
       this.redis,
@@ -139,7 +141,14 @@ export class EventStore {
         eventKinds: this.keys.sendEventKinds(sendId),
         reported: this.keys.sendReportedEvents(sendId),
       },
-      { subscriberId: event.subscriberId, eventId: `${event.source}:${event.id}`, kind: event.kind, counter: counter ?? '', event: JSON.stringify(event) },
+      {
+        subscriberId: event.subscriberId,
+        eventId: `${event.source}:${event.id}`,
+        kind: event.kind,
+        counter: effect.sendCounter ?? '',
+        rank: effect.reportRank,
+        event: JSON.stringify(event),
+      },
     );
     return applied === 1;
   }
@@ -155,7 +164,7 @@ export class EventStore {
     return this.redis.zcount(this.keys.subscriberSoftBounces(subscriberId), now.getTime() - windowMs, '+inf');
   }
 
-  /** The latest reported event of each recipient of a send that has one, a page at a time (HSCAN). '0' ends. */
+  /** The strongest reported event of each recipient of a send that has one, a page at a time (HSCAN). '0' ends. */
   async reportedPage(sendId: string, cursor: string): Promise<{ cursor: string; events: DeliveryEvent[] }> {
     const [next, flat] = await this.redis.hscan(this.keys.sendReportedEvents(sendId), cursor, 'COUNT', 500);
     const events: DeliveryEvent[] = [];
@@ -164,18 +173,22 @@ export class EventStore {
     return { cursor: next, events };
   }
 
-  /** Keeps a report that could not be attributed; returns how many are kept. */
-  async addUnmatched(report: UnmatchedReport): Promise<number> {
+  /**
+   * Keeps a report that could not be attributed, once (a replay of the same event or report adds
+   * nothing); returns false when it was kept already.
+   */
+  async addUnmatched(report: UnmatchedReport): Promise<boolean> {
+    const seenAs = report.eventId ? `${report.source}:${report.eventId}` : `sha256:${createHash('sha256').update(report.raw).digest('hex')}`;
+    if ((await this.redis.set(this.keys.unmatchedSeen(seenAs), '1', 'PX', EVENT_ID_HORIZON_MS, 'NX')) !== 'OK') return false;
     const kept = { ...report, raw: report.raw.slice(0, UNMATCHED_RAW_BYTES) };
-    const [[pushError, length] = [], [trimError] = []] =
+    const replies =
       (await this.redis
         .multi()
         .lpush(this.keys.unmatchedReports, JSON.stringify(kept))
         .ltrim(this.keys.unmatchedReports, 0, UNMATCHED_KEPT - 1)
         .exec()) ?? [];
-    if (pushError) throw pushError;
-    if (trimError) throw trimError;
-    return Math.min(Number(length), UNMATCHED_KEPT);
+    for (const [error] of replies) if (error) throw error;
+    return true;
   }
 
   /** Unattributed reports, newest first. */
@@ -188,14 +201,16 @@ export class EventStore {
     return { total, reports };
   }
 
-  /** Claims a webhook's one-time token for `ms`; false when it was seen already (a replay). */
-  async claimWebhookToken(provider: string, token: string, ms: number): Promise<boolean> {
-    return (await this.redis.set(this.keys.webhookToken(provider, token), '1', 'PX', ms, 'NX')) === 'OK';
-  }
-
-  /** Gives a claimed token back: the request was not recorded, so the provider's retry must get in. */
-  async releaseWebhookToken(provider: string, token: string): Promise<void> {
-    await this.redis.del(this.keys.webhookToken(provider, token));
+  /**
+   * Claims a webhook's one-time token for `ms`, bound to the body it came with. False when the token
+   * was seen with another body: a signature lifted from one request onto another. The same body
+   * again (the provider retrying, or our own crash before recording) is let through: its events'
+   * ids make a second application change nothing.
+   */
+  async claimWebhookToken(provider: string, token: string, bodyHash: string, ms: number): Promise<boolean> {
+    const key = this.keys.webhookToken(provider, token);
+    if ((await this.redis.set(key, bodyHash, 'PX', ms, 'NX')) === 'OK') return true;
+    return (await this.redis.get(key)) === bodyHash;
   }
 }
 

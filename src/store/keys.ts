@@ -73,6 +73,8 @@ export function redisKeys(prefix: string) {
     sendReportedEvents: (sendId: string) => `${send(sendId)}:reported`,
     /** List: reports that could not be attributed to a subscriber (JSON), newest first, for inspection. */
     unmatchedReports: `${prefix}:reports:unmatched`,
+    /** String with a TTL: an unmatched report already kept (by event id, or the report's hash), so a replay adds no second entry. */
+    unmatchedSeen: (id: string) => `${prefix}:reports:unmatched-seen:${id}`,
     /** String with a TTL: a webhook's one-time token already seen (Mailgun), so a replay is refused. */
     webhookToken: (provider: string, token: string) => `${prefix}:webhook-token:${provider}:${token}`,
     /** Sorted set: issue ids that have been sent, scored by the time of their first send (web archive). */

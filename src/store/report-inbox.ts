@@ -9,8 +9,8 @@ export const REPORT_QUEUE_NAME = 'delivery-reports';
 
 /** A report as received, before attribution: what the inbox keeps, and what the report worker applies. */
 export interface ReceivedReport {
-  /** Where it came in: `mail` (ingest, bounce server) or a webhook's provider. */
-  readonly channel: 'mail' | 'ses' | 'mailgun' | 'postmark' | 'sendgrid' | 'webhook';
+  /** Where it came in: `mail` (ingest, bounce server), a webhook's provider, or `smtp` (our own SMTP session's rejection). */
+  readonly channel: 'mail' | 'ses' | 'mailgun' | 'postmark' | 'sendgrid' | 'webhook' | 'smtp';
   readonly receivedAt: string;
   readonly events: readonly ReportedEvent[];
   /** The report as received (cut to a size worth keeping), kept with an event that can't be attributed. */

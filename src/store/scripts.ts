@@ -88,7 +88,7 @@ export const SCRIPTS = {
   applySendEvent: {
     file: 'apply-send-event.lua',
     keys: ['send', 'eventIds', 'eventKinds', 'reported'],
-    argv: ['subscriberId', 'eventId', 'kind', 'counter', 'event'],
+    argv: ['subscriberId', 'eventId', 'kind', 'counter', 'rank', 'event'],
     reply: z.union([z.literal(0), z.literal(1)]),
   },
   assignJobs: {

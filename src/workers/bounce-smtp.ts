@@ -47,8 +47,13 @@ export async function startBounceServer(deps: EventDeps, options: BounceServerOp
     disabledCommands: ['AUTH', 'STARTTLS'],
     banner: 'bounce intake',
     size: maxBytes,
+    // Unauthenticated peers: bound how many may hold a connection at once.
+    maxClients: 100,
     logger: false,
-    onRcptTo(address: SMTPServerAddress, _session, callback) {
+    onRcptTo(address: SMTPServerAddress, session, callback) {
+      // A report is about one message, mailed to its one envelope sender: one recipient per
+      // transaction keeps the VERP clue unambiguous. 452 makes the client send the rest separately.
+      if (session.envelope.rcptTo.length > 0) return callback(smtpError(452, '4.5.3 one recipient per message, send the others separately'));
       const at = address.address.lastIndexOf('@');
       if (at === -1 || address.address.slice(at + 1).toLowerCase() !== domain) {
         return callback(smtpError(550, `5.7.1 <${address.address}>: relay access denied, this server takes mail for @${domain} only`));
@@ -57,9 +62,15 @@ export async function startBounceServer(deps: EventDeps, options: BounceServerOp
     },
     onData(stream, session, callback) {
       const chunks: Buffer[] = [];
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      let size = 0;
+      // smtp-server keeps streaming a message past its SIZE limit: keep nothing beyond it, so an
+      // oversized message costs no memory, and refuse it at the end.
+      stream.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size <= maxBytes) chunks.push(chunk);
+      });
       stream.on('end', () => {
-        if ((stream as typeof stream & { sizeExceeded?: boolean }).sizeExceeded) {
+        if (size > maxBytes || (stream as typeof stream & { sizeExceeded?: boolean }).sizeExceeded) {
           return callback(smtpError(552, `5.3.4 message larger than ${maxBytes} bytes`));
         }
         const envelopeRecipient = session.envelope.rcptTo[0]?.address;

@@ -1,6 +1,6 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config } from '../../config/index.ts';
-import { applyDeliveryEvent } from '../app/delivery-events.ts';
+import { applyHeldEvent, holdEvent } from '../app/delivery-events.ts';
 import { createDeliveryHandler, type DeliveryDeps, type DeliveryOutcome } from '../delivery/deliver-job.ts';
 import { AcceptedButUnrecordedError } from '../delivery/job-errors.ts';
 import { withRetries } from '../delivery/retry.ts';
@@ -105,7 +105,10 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
     subscribers: services.subscribers,
     transport,
     logger,
-    recordEvent: (event) => applyDeliveryEvent({ config, events: services.events, logger }, event),
+    events: {
+      hold: (event, email) => holdEvent(services, event, email),
+      apply: (event, heldAs) => applyHeldEvent(services, event, heldAs),
+    },
     recordRetryDelaysMs: options.recordRetryDelaysMs ?? RECORD_RETRY_DELAYS_MS,
     async pauseSending(durationMs, reason) {
       if (Date.now() >= pausedUntil) logger.warn({ reason, holdMs: durationMs }, 'SMTP service unavailable; holding the queue');

@@ -77,7 +77,17 @@ describe('SMTP rejections as delivery events', () => {
       },
     });
     const { record } = await sendTo(harness, 3);
-    expect(record).toMatchObject({ accepted: 1, failed: 2, bounced: 1, blocked: 1, complained: 0 });
+    expect(record).toMatchObject({ accepted: 1, failed: 2 });
+    // The events are applied just after each failure is recorded: a moment after the send finished.
+    await waitFor(
+      async () => {
+        const counted = await harness.services.sends.get(record.id);
+        return counted && counted.blocked > 0 && counted.bounced > 0;
+      },
+      5_000,
+      'the hard bounce and the block to be counted',
+    );
+    expect(await harness.services.sends.get(record.id)).toMatchObject({ bounced: 1, blocked: 1, complained: 0 });
     const { subscribers, events } = harness.services;
     expect((await subscribers.get('1'))?.status).toBe('bounced');
     expect((await subscribers.get('2'))?.status).toBe('active');
@@ -133,36 +143,68 @@ describe('bounces ingest', () => {
     ]);
   });
 
-  it('attributes by the quoted headers when the envelope was lost, but not to an address the report does not name', async () => {
+  it('attributes by the quoted headers when the envelope was lost, but never to a subscriber the report does not name by address or signature', async () => {
     const harness = await createHarness('ingest-headers', { config: BOUNCES });
-    const { byRecipient } = await sendTo(harness, 2);
-    const original = byRecipient.get('reader1@example.org')!;
+    const { byRecipient } = await sendTo(harness, 3);
+    const ingest = async (name: string, raw: Buffer) => runCliInProcess(['bounces', 'ingest', await scratchFile(name, raw)], harness.config);
+    const withoutListUnsubscribe = (raw: Buffer) => Buffer.from(raw.toString('utf8').replace(/^List-Unsubscribe:.*\r\n/m, ''));
+    const mailbox = (raw: Buffer) => ({ to: 'postmaster@bounce.example.org', original: raw });
+
+    // Relayed, without the VERP address: the quoted List-Unsubscribe carries a signed token.
+    const first = byRecipient.get('reader1@example.org')!;
     const relayed = buildDsn({
-      to: 'postmaster@bounce.example.org',
-      original: original.raw,
+      ...mailbox(first.raw),
       recipients: [{ recipient: 'reader1@example.org', action: 'failed', status: '5.2.2', diagnostic: '552 5.2.2 mailbox full' }],
     });
-    const ok = await runCliInProcess(['bounces', 'ingest', await scratchFile('relayed.eml', relayed)], harness.config);
-    expect(ok.out).toMatch(/^applied: soft bounce for reader1@example\.org \(subscriber 1\) on send vol-138\.weekly\.1, matched by message-id/);
+    expect((await ingest('relayed.eml', relayed)).out).toMatch(
+      /^applied: soft bounce for reader1@example\.org \(subscriber 1\) on send vol-138\.weekly\.1, matched by list-unsubscribe/,
+    );
     expect((await harness.services.subscribers.get('1'))?.status).toBe('active');
 
-    // The quoted headers name reader1, but the report is about someone else: a forged or confused
-    // report must not touch reader1. The address itself is unknown, so the report is kept unmatched.
+    // Nothing signed left: the quoted Message-ID is trusted because the report names that subscriber's address.
+    const second = byRecipient.get('reader2@example.org')!;
+    const unsigned = buildDsn({
+      ...mailbox(withoutListUnsubscribe(second.raw)),
+      messageId: '<unsigned@mx.sender.example>',
+      recipients: [{ recipient: 'READER2@example.org', action: 'failed', status: '5.1.1', diagnostic: '550 5.1.1 user unknown' }],
+    });
+    expect((await ingest('unsigned.eml', unsigned)).out).toMatch(
+      /^applied: hard bounce for reader2@example\.org \(subscriber 2\) on send vol-138\.weekly\.1, matched by message-id/,
+    );
+
+    // The quoted headers name reader3, but the report is about someone else: a forged or confused
+    // report must not touch reader3. The address itself is unknown, so the report is kept unmatched.
+    const third = byRecipient.get('reader3@example.org')!;
     const forged = buildDsn({
-      to: 'postmaster@bounce.example.org',
-      original: original.raw,
+      ...mailbox(withoutListUnsubscribe(third.raw)),
       messageId: '<other@mx.sender.example>',
       recipients: [{ recipient: 'stranger@elsewhere.example', action: 'failed', status: '5.1.1', diagnostic: '550 5.1.1 user unknown' }],
     });
-    const unmatched = await runCliInProcess(['bounces', 'ingest', await scratchFile('forged.eml', forged)], harness.config);
+    const unmatched = await ingest('forged.eml', forged);
     expect(unmatched.code).toBe(0);
     expect(unmatched.out).toMatch(/^unmatched: hard bounce for stranger@elsewhere\.example \(dsn\): no subscriber has the address/);
-    expect((await harness.services.subscribers.get('1'))?.status).toBe('active');
+    // A complaint naming no address and only unsigned ids (subscriber ids are sequential: a forger
+    // could walk them) suppresses no one either.
+    const redacted = Buffer.from(
+      withoutListUnsubscribe(third.raw)
+        .toString('utf8')
+        .replace(/^To:.*\r\n/m, 'To: <redacted@example.org>\r\n'),
+    );
+    const anonymous = buildArf({ to: 'fbl@bounce.example.org', original: redacted });
+    const refused = await ingest('anonymous-arf.eml', anonymous);
+    expect(refused.out).toMatch(
+      /^unmatched: complaint \(arf\): the report names a message of ours only by unsigned headers, and no address to check them against/,
+    );
+    expect((await harness.services.subscribers.get('3'))?.status).toBe('active');
+
     const listed = await runCliInProcess(['bounces', 'unmatched', '--json'], harness.config);
-    const { total, reports } = JSON.parse(listed.out) as { total: number; reports: { recipient: string; raw: string; reason: string }[] };
-    expect(total).toBe(1);
-    expect(reports[0]).toMatchObject({ recipient: 'stranger@elsewhere.example', reason: expect.stringContaining('no subscriber') });
-    expect(reports[0]!.raw).toContain('Final-Recipient: rfc822; stranger@elsewhere.example');
+    const { total, reports } = JSON.parse(listed.out) as { total: number; reports: { recipient?: string; raw: string; reason: string }[] };
+    expect(total).toBe(2);
+    expect(reports[1]).toMatchObject({ recipient: 'stranger@elsewhere.example', reason: expect.stringContaining('no subscriber') });
+    expect(reports[1]!.raw).toContain('Final-Recipient: rfc822; stranger@elsewhere.example');
+    // The same unmatched report again is not kept twice.
+    await ingest('forged-again.eml', forged);
+    expect((await harness.services.events.unmatched(10)).total).toBe(2);
   });
 
   it('says "ignored" with exit 0 for a message that is not a report, and exit 65 for a garbled one, which it keeps', async () => {
@@ -198,7 +240,7 @@ describe('bounces ingest', () => {
     const arf = buildArf({ to: 'fbl@bounce.example.org', original: original.raw });
     const applied = await runCliInProcess(['bounces', 'ingest', await scratchFile('arf.eml', arf)], harness.config);
     expect(applied.out).toMatch(
-      /^applied: complaint for reader2@example\.org \(subscriber 2\) on send vol-138\.weekly\.1, matched by message-id \(arf\).*status active → complained$/,
+      /^applied: complaint for reader2@example\.org \(subscriber 2\) on send vol-138\.weekly\.1, matched by list-unsubscribe \(arf\).*status active → complained$/,
     );
     expect(await harness.services.subscribers.listsOf('2')).toEqual([]);
     expect(await harness.services.subscribers.countList('weekly')).toMatchObject({ total: 1, byStatus: { active: 1, complained: 0 } });
@@ -247,12 +289,15 @@ describe('the bounce policy', () => {
     // A replay of the third changes nothing either.
     expect((await applyDeliveryEvent(deps, soft(3, now))).outcome).toBe('duplicate');
     expect(await status()).toBe('active');
-    // A fourth within the window: three in 30 days.
+    // A soft bounce reported very late, from before the window, never counts.
     now += 5 * day;
+    await applyDeliveryEvent(deps, soft(99, now - 35 * day));
+    expect(await status()).toBe('active');
+    expect(await harness.services.events.softBounceCount('1', 30 * day, new Date(now))).toBe(2);
+    // A fourth within the window: three in 30 days.
     const fourth = await applyDeliveryEvent(deps, soft(4, now));
     expect(fourth).toMatchObject({ outcome: 'applied', statusBefore: 'active', statusAfter: 'bounced' });
     expect(await status()).toBe('bounced');
-    // A soft bounce reported very late (older than the window) never counts.
     expect(await harness.services.events.softBounceCount('1', 30 * day, new Date(now))).toBe(3);
   });
 
@@ -320,6 +365,56 @@ describe('the bounce server', () => {
       .sendMail({ envelope: { from: 'someone@elsewhere.example', to: ['victim@elsewhere.example'] }, raw: dsn })
       .catch((error: unknown) => error);
     expect(refused).toMatchObject({ responseCode: 550, response: expect.stringContaining('relay access denied') });
+  });
+
+  it('takes one recipient per message (452 for more), refuses an oversized message (552), and answers 451 when it cannot record, so the MTA keeps the report', async () => {
+    const harness = await createHarness('bounce-server-refusals', { config: { ...BOUNCES, BOUNCE_MAX_MESSAGE_BYTES: '20000' } });
+    const { byRecipient } = await sendTo(harness, 1);
+    const original = byRecipient.get('reader1@example.org')!;
+    const dsn = buildDsn({
+      to: original.envelope.mailFrom,
+      original: original.raw,
+      recipients: [{ recipient: 'reader1@example.org', action: 'failed', status: '5.1.1', diagnostic: '550 5.1.1 user unknown' }],
+    });
+    let recordsRefused = 0;
+    const reports = withFault(harness.services.reports, 'record', () => {
+      if (recordsRefused > 0) return;
+      recordsRefused += 1;
+      throw new Error('injected: Redis refused the write');
+    });
+    const server = await startBounceServer({ ...harness.services, reports }, { port: 0 });
+    onTestFinished(() => server.close());
+    const mta = nodemailer.createTransport({ host: '127.0.0.1', port: server.port, secure: false, ignoreTLS: true });
+    onTestFinished(() => mta.close());
+    const envelope = { from: 'mailer-daemon@mx.sender.example', to: [original.envelope.mailFrom] };
+
+    const unrecorded = await mta.sendMail({ envelope, raw: dsn }).catch((error: unknown) => error);
+    expect(recordsRefused).toBe(1);
+    expect(unrecorded).toMatchObject({ responseCode: 451 });
+    expect((await harness.services.subscribers.get('1'))?.status).toBe('active');
+    // The MTA tries again later: now it is recorded and applied.
+    expect((await mta.sendMail({ envelope, raw: dsn })).response).toMatch(/^250 /);
+    expect((await harness.services.subscribers.get('1'))?.status).toBe('bounced');
+
+    const two = await mta.sendMail({ envelope: { ...envelope, to: [original.envelope.mailFrom, 'postmaster@bounce.example.org'] }, raw: dsn });
+    expect(two.rejectedErrors?.map((error) => (error as Error & { responseCode?: number }).responseCode)).toEqual([452]);
+    const oversized = Buffer.concat([dsn, Buffer.from(`X-Padding: ${'x'.repeat(30_000)}\r\n`)]);
+    expect(await mta.sendMail({ envelope, raw: oversized }).catch((error: unknown) => error)).toMatchObject({ responseCode: 552 });
+  });
+
+  it('exits 75 from `bounces ingest` when Redis cannot take the report, so the MTA retries', async () => {
+    const harness = await createHarness('ingest-no-redis');
+    const file = await scratchFile(
+      'dsn.eml',
+      buildDsn({
+        to: 'bounces@bounce.example.org',
+        original: Buffer.from('Message-ID: <x@y>\r\n\r\n'),
+        recipients: [{ recipient: 'a@example.org', action: 'failed', status: '5.1.1' }],
+      }),
+    );
+    const result = await runCliInProcess(['bounces', 'ingest', file], { ...harness.config, redis: { ...harness.config.redis, url: 'redis://127.0.0.1:1' } });
+    expect(result.code).toBe(75);
+    expect(result.err).toMatch(/^error: Cannot reach Redis at redis:\/\/127\.0\.0\.1:1 .*; the report was not recorded, try again later$/);
   });
 
   it('keeps a report it recorded but could not apply, and a worker applies it later: nothing received is lost', async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { sendStatusReport } from '../../src/app/send-report.ts';
 import { describeSendStatus } from '../../src/cli/format.ts';
-import { STATUS_CHANGES } from '../../src/core/subscriber.ts';
+import { suppressionTo } from '../../src/core/subscriber.ts';
 import { redisKeys } from '../../src/store/keys.ts';
 import { refusingRecords, waitFor, withFault } from '../support/faults.ts';
 import { retryFailedRecipients } from '../../src/app/start-send.ts';
@@ -48,7 +48,7 @@ describe('delivery failures', () => {
     await seedSubscribers(services, 1);
     const { sendId } = await harness.send('vol-138');
     // The complaint lands after the worker read the subscriber as active and before the 550 comes back.
-    await services.subscribers.changeStatus('1', STATUS_CHANGES.complaint);
+    await services.subscribers.changeStatus('1', suppressionTo('complained'));
     let staleReads = 0;
     await harness.startWorker({
       wrapDeps: (deps) => ({

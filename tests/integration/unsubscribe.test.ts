@@ -1,5 +1,5 @@
 import { simpleParser } from 'mailparser';
-import { STATUS_CHANGES } from '../../src/core/subscriber.ts';
+import { suppressionTo } from '../../src/core/subscriber.ts';
 import { describe, expect, it } from 'vitest';
 import { buildHttpApp } from '../../src/http/server.ts';
 import { createHarness, seedSubscribers, type Harness } from '../support/harness.ts';
@@ -87,7 +87,7 @@ describe('the unsubscribe link of a sent email', () => {
   it('never turns a bounced address back into a merely unsubscribed one', async () => {
     const { harness, app } = await sentHarness('bounced');
     const url = await unsubscribeUrlFor(harness, 'reader3@example.org');
-    await harness.services.subscribers.changeStatus('3', STATUS_CHANGES.hardBounce);
+    await harness.services.subscribers.changeStatus('3', suppressionTo('bounced'));
     expect((await app.inject({ method: 'POST', url: `${url.pathname}${url.search}` })).statusCode).toBe(200);
     expect((await harness.services.subscribers.get('3'))?.status).toBe('bounced');
     await app.close();

@@ -58,6 +58,21 @@ describe('classifySmtpFailure', () => {
       { code: 'EENVELOPE', responseCode: 550, response: '550 5.4.1 Recipient address rejected: Access denied', command: 'RCPT TO' },
       { permanent: true, bounce: 'hard' },
     ],
+    [
+      'an address-like number in the text is not an enhanced status: a block list rejection stays a block',
+      { code: 'EENVELOPE', responseCode: 554, response: '554 Service unavailable; Client host [5.1.1.200] blocked using zen.spamhaus.org', command: 'RCPT TO' },
+      { permanent: true, bounce: 'block' },
+    ],
+    [
+      '550 5.1.0 at MAIL FROM is about our sender, never the recipient: a block',
+      {
+        code: 'EENVELOPE',
+        responseCode: 550,
+        response: '550 5.1.0 <bounces+x@bounce.example.org>: Sender address rejected: Domain not found',
+        command: 'MAIL FROM',
+      },
+      { permanent: true, bounce: 'block' },
+    ],
     ['connection refused', { code: 'ECONNECTION' }, { permanent: false, bounce: undefined }],
     ['timeout', { code: 'ETIMEDOUT' }, { permanent: false, bounce: undefined }],
     ['socket error', { code: 'ESOCKET' }, { permanent: false, bounce: undefined }],

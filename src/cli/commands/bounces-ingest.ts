@@ -18,15 +18,23 @@ const EX_TEMPFAIL = 75;
  * the MTA retries.
  */
 export async function bouncesIngestCommand(cli: CliContext, file: string | undefined, options: { to?: string; json?: boolean }): Promise<void> {
-  const config = await cli.config();
+  // Whatever stops the report from being recorded (a bad setting, Redis down or failing midway)
+  // exits 75, so the MTA keeps the message and tries again: any other non-zero code would make it
+  // return the report to its null sender, where it would be lost.
+  const notRecorded = (error: unknown) =>
+    new UserFacingError(`${error instanceof Error ? error.message : String(error)}; the report was not recorded, try again later`, {
+      exitCode: EX_TEMPFAIL,
+      cause: error,
+    });
+  const config = await cli.config().catch((error: unknown) => {
+    throw notRecorded(error);
+  });
   const raw = await readMessage(file, config.bounces.maxMessageBytes);
   let result;
   try {
     result = await cli.withServices((services) => takeInMail(services, raw, options.to ?? undefined));
   } catch (error) {
-    if (error instanceof UserFacingError)
-      throw new UserFacingError(`${error.message}; the report was not recorded, try again later`, { exitCode: EX_TEMPFAIL, cause: error });
-    throw error;
+    throw notRecorded(error);
   }
   if (options.json) cli.io.out(JSON.stringify(result, null, 2));
   if (result.outcome === 'ignored') {

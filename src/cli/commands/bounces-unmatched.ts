@@ -1,4 +1,5 @@
 import type { CliContext } from '../context.ts';
+import { printable } from '../format.ts';
 
 /** `newsletter bounces unmatched`: the reports no subscriber could be found for, newest first. */
 export async function bouncesUnmatchedCommand(cli: CliContext, options: { limit: number; json?: boolean }): Promise<void> {
@@ -10,6 +11,8 @@ export async function bouncesUnmatchedCommand(cli: CliContext, options: { limit:
   cli.io.out(`${total} unmatched report${total === 1 ? '' : 's'}${total > reports.length ? ` (the newest ${reports.length} shown)` : ''}`);
   for (const report of reports)
     cli.io.out(
-      `  ${report.receivedAt}  ${report.source}${report.kind ? ` ${report.kind}` : ''}${report.recipient ? ` for ${report.recipient}` : ''}: ${report.reason}`,
+      printable(
+        `  ${report.receivedAt}  ${report.source}${report.kind ? ` ${report.kind}` : ''}${report.recipient ? ` for ${report.recipient}` : ''}: ${report.reason}`,
+      ),
     );
 }

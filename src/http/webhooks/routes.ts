@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { EventDeps } from '../../app/delivery-events.ts';
-import { takeInWebhook, WEBHOOK_PROVIDERS, type WebhookOptions } from '../../app/webhook-intake.ts';
-import { MalformedWebhookError, WebhookAuthError } from '../../intake/webhooks/errors.ts';
+import { MalformedWebhookError, takeInWebhook, WEBHOOK_PROVIDERS, WebhookAuthError, type WebhookOptions } from '../../app/webhook-intake.ts';
 
 /** Webhook bodies larger than this are refused (413): a provider's batch is tens of KB. */
 const WEBHOOK_BODY_LIMIT_BYTES = 1024 * 1024;
