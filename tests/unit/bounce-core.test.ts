@@ -495,11 +495,11 @@ describe('bouncePolicy', () => {
   const policy = bouncePolicy({ softBounceLimit: 3, softBounceWindowDays: 7 });
 
   it('hard bounces suppress as bounced at once', () => {
-    expect(policy.hard).toEqual({ suppress: 'bounced', suppressAfter: undefined, leaveLists: false, sendCounter: 'bounced' });
+    expect(policy.hard).toEqual({ suppress: 'bounced', suppressAfter: undefined, leaveLists: false, sendCounter: 'bounced', reportRank: 3 });
   });
 
   it('blocks never suppress but count as blocked', () => {
-    expect(policy.block).toEqual({ suppress: undefined, suppressAfter: undefined, leaveLists: false, sendCounter: 'blocked' });
+    expect(policy.block).toEqual({ suppress: undefined, suppressAfter: undefined, leaveLists: false, sendCounter: 'blocked', reportRank: 2 });
   });
 
   it('soft bounces suppress after limit within the window from settings', () => {
@@ -508,6 +508,7 @@ describe('bouncePolicy', () => {
       suppressAfter: { limit: 3, windowMs: 7 * 86_400_000, as: 'bounced' },
       leaveLists: false,
       sendCounter: 'softBounced',
+      reportRank: 1,
     });
     expect(policy.soft.suppressAfter?.windowMs).toBe(604_800_000);
     const other = bouncePolicy({ softBounceLimit: 5, softBounceWindowDays: 30 });
@@ -515,15 +516,20 @@ describe('bouncePolicy', () => {
   });
 
   it('complaints suppress as complained and leave every list', () => {
-    expect(policy.complaint).toEqual({ suppress: 'complained', suppressAfter: undefined, leaveLists: true, sendCounter: 'complained' });
+    expect(policy.complaint).toEqual({ suppress: 'complained', suppressAfter: undefined, leaveLists: true, sendCounter: 'complained', reportRank: 4 });
   });
 
   it('unsubscribes suppress as unsubscribed', () => {
-    expect(policy.unsubscribe).toEqual({ suppress: 'unsubscribed', suppressAfter: undefined, leaveLists: false, sendCounter: 'unsubscribed' });
+    expect(policy.unsubscribe).toEqual({ suppress: 'unsubscribed', suppressAfter: undefined, leaveLists: false, sendCounter: 'unsubscribed', reportRank: 0 });
+  });
+
+  it('ranks the failures a recipient is listed under by strength: complaint, hard, block, soft; unsubscribes are not failures', () => {
+    const ranked = (['complaint', 'hard', 'block', 'soft', 'unsubscribe', 'accepted'] as const).map((kind) => policy[kind].reportRank);
+    expect(ranked).toEqual([4, 3, 2, 1, 0, 0]);
   });
 
   it('accepted does nothing', () => {
-    expect(policy.accepted).toEqual({ suppress: undefined, suppressAfter: undefined, leaveLists: false, sendCounter: undefined });
+    expect(policy.accepted).toEqual({ suppress: undefined, suppressAfter: undefined, leaveLists: false, sendCounter: undefined, reportRank: 0 });
   });
 });
 
