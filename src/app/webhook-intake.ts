@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { ReportedEvent } from '../core/delivery-event.ts';
 import type { WebhookInput } from '../intake/webhooks/common.ts';
 import { WebhookAuthError } from '../intake/webhooks/errors.ts';
@@ -83,25 +82,29 @@ export async function takeInWebhook(deps: EventDeps, provider: WebhookProvider, 
       break;
     }
   }
-  // A signed request may be replayed by whoever saw it: its token is good for its own body only.
-  // (Mailgun signs the timestamp and token, not the body.)
-  if (replayToken !== undefined) {
-    const bodyHash = createHash('sha256').update(input.rawBody).digest('hex');
-    if (!(await deps.events.claimWebhookToken(provider, replayToken, bodyHash, maxAgeMs * 2)))
-      throw new WebhookAuthError(`the ${provider} signature token was used before with another body: a replayed request`);
+  // A signed request may be replayed by whoever saw it (Mailgun signs the timestamp and token, not
+  // the body): its token is good once. Providers sign each retry anew. Claimed before recording,
+  // and given back if recording fails, so the same request sent again still gets in.
+  if (replayToken !== undefined && !(await deps.events.claimWebhookToken(provider, replayToken, maxAgeMs * 2))) {
+    throw new WebhookAuthError(`the ${provider} signature token was used before: a replayed request`);
   }
   if (events.length === 0) return { outcome: 'ignored', reason: 'no bounce, complaint or unsubscribe in the request' };
-  const { outcomes, deferred } = await takeInReport(
-    deps,
-    {
-      channel: provider === 'generic' ? 'webhook' : provider,
-      receivedAt: now.toISOString(),
-      events,
-      raw: input.rawBody.subarray(0, UNMATCHED_RAW_BYTES).toString('utf8'),
-    },
-    options.retryDelayMs === undefined ? {} : { retryDelayMs: options.retryDelayMs },
-  );
-  return { outcome: 'taken', outcomes, deferred };
+  try {
+    const { outcomes, deferred } = await takeInReport(
+      deps,
+      {
+        channel: provider === 'generic' ? 'webhook' : provider,
+        receivedAt: now.toISOString(),
+        events,
+        raw: input.rawBody.subarray(0, UNMATCHED_RAW_BYTES).toString('utf8'),
+      },
+      options.retryDelayMs === undefined ? {} : { retryDelayMs: options.retryDelayMs },
+    );
+    return { outcome: 'taken', outcomes, deferred };
+  } catch (error) {
+    if (replayToken !== undefined) await deps.events.releaseWebhookToken(provider, replayToken).catch(() => undefined);
+    throw error;
+  }
 }
 
 /** GETs an SNS SubscribeURL, which confirms the subscription; anything but 2xx is an error (the route answers 5xx, SNS retries). */

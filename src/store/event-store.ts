@@ -201,16 +201,14 @@ export class EventStore {
     return { total, reports };
   }
 
-  /**
-   * Claims a webhook's one-time token for `ms`, bound to the body it came with. False when the token
-   * was seen with another body: a signature lifted from one request onto another. The same body
-   * again (the provider retrying, or our own crash before recording) is let through: its events'
-   * ids make a second application change nothing.
-   */
-  async claimWebhookToken(provider: string, token: string, bodyHash: string, ms: number): Promise<boolean> {
-    const key = this.keys.webhookToken(provider, token);
-    if ((await this.redis.set(key, bodyHash, 'PX', ms, 'NX')) === 'OK') return true;
-    return (await this.redis.get(key)) === bodyHash;
+  /** Claims a webhook's one-time token for `ms`; false when it was seen already (a replay). */
+  async claimWebhookToken(provider: string, token: string, ms: number): Promise<boolean> {
+    return (await this.redis.set(this.keys.webhookToken(provider, token), '1', 'PX', ms, 'NX')) === 'OK';
+  }
+
+  /** Gives a claimed token back: its request was not recorded, so the same request sent again must get in. */
+  async releaseWebhookToken(provider: string, token: string): Promise<void> {
+    await this.redis.del(this.keys.webhookToken(provider, token));
   }
 }
 
