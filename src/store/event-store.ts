@@ -6,6 +6,7 @@ import { DELIVERY_EVENT_KINDS, DELIVERY_EVENT_SOURCES, type DeliveryEvent } from
 import { SUBSCRIBER_STATUSES, type SubscriberStatus } from '../core/subscriber.ts';
 import { redisKeys, type RedisKeys } from './keys.ts';
 import { parseJson, parseRecord } from './records.ts';
+import { withEveryList } from './every-list.ts';
 import { defineScripts, runScript } from './scripts.ts';
 
 /** A delivery event as stored (JSON), parsed on the way out. */
@@ -68,8 +69,6 @@ const RECENT_EVENTS_KEPT = 50;
 export const UNMATCHED_KEPT = 10_000;
 /** The part of an unattributed report kept with it: a DSN with headers only is a few KB. */
 export const UNMATCHED_RAW_BYTES = 16 * 1024;
-/** How often a status change is retried when lists keep being created while it runs. */
-const MAX_RACE_RETRIES = 10;
 
 /** Delivery events in Redis: per subscriber (status, recent events, soft-bounce window) and per send (counters, latest report). */
 export class EventStore {
@@ -90,9 +89,8 @@ export class EventStore {
   async applyToSubscriber(event: DeliveryEvent, effect: EventEffect, now: Date): Promise<SubscriberEventOutcome> {
     const id = event.subscriberId;
     const suppressTo = effect.suppress ?? effect.suppressAfter?.as ?? '';
-    for (let round = 0; ; round += 1) {
-      const lists = await this.redis.smembers(this.keys.lists);
-      const [outcome, before, after] = await runScript(
+    const [outcome, before, after] = await withEveryList(this.redis, this.keys, `apply event ${event.id} to subscriber ${id}`, ({ listCount, listKeys }) =>
+      runScript(
         this.redis,
         'applySubscriberEvent',
         {
@@ -118,15 +116,13 @@ export class EventStore {
           suppressTo,
           fromStatuses: suppressTo ? weakerThan(suppressTo).join(',') : '',
           leaveLists: effect.leaveLists ? '1' : '0',
-          listCount: lists.length,
+          listCount,
         },
-        { keys: lists.flatMap((list) => [this.keys.list(list), this.keys.listCounts(list)]) },
-      );
-      if (outcome === 'retry' && round < MAX_RACE_RETRIES) continue;
-      if (outcome === 'retry') throw new Error(`could not apply event ${event.id} to subscriber ${id}: lists kept changing`);
-      const status = (value: string) => SUBSCRIBER_STATUSES.find((known) => known === value);
-      return { applied: outcome === 'applied', missing: outcome === 'missing', statusBefore: status(before), statusAfter: status(after) };
-    }
+        { keys: listKeys },
+      ),
+    );
+    const status = (value: string) => SUBSCRIBER_STATUSES.find((known) => known === value);
+    return { applied: outcome === 'applied', missing: outcome === 'missing', statusBefore: status(before), statusAfter: status(after) };
   }
 
   /** Records an event on its send (counter, strongest report), once; false for a replay or an unknown send. */

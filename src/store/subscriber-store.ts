@@ -5,6 +5,7 @@ import { SUBSCRIBER_STATUSES, type StatusChange, type Subscriber, type Subscribe
 import { redisKeys, type RedisKeys } from './keys.ts';
 import { parseJson, parseRecord } from './records.ts';
 
+import { withEveryList } from './every-list.ts';
 import { defineScripts, parseReply, queueScript, runScript } from './scripts.ts';
 
 /**
@@ -155,19 +156,16 @@ export class SubscriberStore {
    * meantime is never overwritten by an unsubscribe.
    */
   async changeStatus(id: string, change: StatusChange): Promise<{ changed: boolean; previous: SubscriberStatus | undefined }> {
-    for (let round = 0; ; round += 1) {
-      const lists = await this.redis.smembers(this.keys.lists);
-      const [outcome, previous] = await runScript(
+    const [outcome, previous] = await withEveryList(this.redis, this.keys, `change the status of subscriber ${id}`, ({ listCount, listKeys }) =>
+      runScript(
         this.redis,
         'changeStatus',
         { subscriber: this.keys.subscriber(id), lists: this.keys.lists },
-        { subscriberId: id, fromStatuses: change.from.join(','), toStatus: change.to, now: new Date().toISOString(), listCount: lists.length },
-        { keys: lists.flatMap((list) => [this.keys.list(list), this.keys.listCounts(list)]) },
-      );
-      if (outcome === 'retry' && round < MAX_RACE_RETRIES) continue;
-      if (outcome === 'retry') throw new Error(`could not change the status of subscriber ${id}: lists kept changing`);
-      return { changed: outcome === 'changed', previous: SUBSCRIBER_STATUSES.find((status) => status === previous) };
-    }
+        { subscriberId: id, fromStatuses: change.from.join(','), toStatus: change.to, now: new Date().toISOString(), listCount },
+        { keys: listKeys },
+      ),
+    );
+    return { changed: outcome === 'changed', previous: SUBSCRIBER_STATUSES.find((status) => status === previous) };
   }
 
   /** Members of a list, in id order, strictly after `afterId` (0 for the start). */
