@@ -116,8 +116,9 @@ describe('worker processes killed mid-send', () => {
       expect(exitA).toEqual({ code: null, signal: 'SIGKILL' });
       expect(exitB).toEqual({ code: null, signal: 'SIGKILL' });
       expect(acceptedLines(a)).toBeGreaterThan(0);
-      expect(acceptedLines(b)).toBeGreaterThan(0);
       expect(acceptedAtKillA).toBeGreaterThanOrEqual(300);
+      // B's own log can't show it: it is killed moments after its first acceptances, and SIGKILL
+      // drops the lines its asynchronous log had not written yet. The send record does show it.
       expect(acceptedAtKillB).toBeGreaterThan(acceptedAtKillA);
       expect(activeBeforeKillA).toBeGreaterThan(0);
       expect(heldByA.size).toBeGreaterThan(0);
