@@ -39,11 +39,44 @@ export interface Config {
     readonly shutdownTimeoutMs: number;
     /** How long a job's lock lasts without renewal: a crashed worker's jobs go back after about this long. */
     readonly lockDurationMs: number;
+    /** How often a worker looks for jobs whose worker died (their lock lapsed) and puts them back. */
+    readonly stalledIntervalMs: number;
     /**
      * How many times a job may go back to the queue because its worker died before BullMQ gives up
      * on it; the recipient is then recorded as a temporary failure, which --retry-failed retries.
      */
     readonly maxStalledCount: number;
+  };
+  /** How fast mail goes out, shared by every worker process (see delivery/pacing.ts). */
+  readonly pacing: {
+    /** Messages per second for all workers together; undefined: no ceiling. */
+    readonly ratePerSec: number | undefined;
+    /** Per-second ceilings of recipient domains (lower-case domain → rate). */
+    readonly domainRates: Readonly<Record<string, number>>;
+    /** How long a domain is left alone after it answers "slow down" (421, 4.7.x); doubles while it keeps answering so. */
+    readonly domainBackoffMs: number;
+    /** Longest wait between tries to reach an SMTP service that is down (waits start short and double). */
+    readonly outageMaxBackoffMs: number;
+  };
+  /** When a send pauses itself, or holds a recipient domain (see core/breaker-policy.ts). */
+  readonly breakers: {
+    /** Hard bounces per message answered. */
+    readonly bounceRate: number;
+    /** Complaints per message answered. */
+    readonly complaintRate: number;
+    /** Blocks (policy or reputation refusals) per message answered. */
+    readonly blockRate: number;
+    /** Messages answered in the window before a rate is judged, for the send and for each domain. */
+    readonly minSample: number;
+    /** The rates look at the last this-many minutes. */
+    readonly windowMinutes: number;
+  };
+  /** How strict start-up is about the Redis it finds. */
+  readonly deployment: {
+    /** NODE_ENV=production: refuse to start on a Redis without persistence. */
+    readonly production: boolean;
+    /** ALLOW_NO_PERSISTENCE=1: start anyway (a crash of Redis then loses subscribers and sends). */
+    readonly allowNoPersistence: boolean;
   };
   /** Where bounces and complaints come back, and what they do (see core/bounce-policy.ts). */
   readonly bounces: {
@@ -123,8 +156,23 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
       fanOutChunkSize: env.FANOUT_CHUNK_SIZE,
       shutdownTimeoutMs: env.WORKER_SHUTDOWN_TIMEOUT_MS,
       lockDurationMs: env.WORKER_LOCK_DURATION_MS,
+      stalledIntervalMs: env.WORKER_STALLED_INTERVAL_MS,
       maxStalledCount: env.WORKER_MAX_STALLED_COUNT,
     },
+    pacing: {
+      ratePerSec: env.SEND_RATE_PER_SEC,
+      domainRates: env.DOMAIN_RATE_LIMITS,
+      domainBackoffMs: env.DOMAIN_BACKOFF_MS,
+      outageMaxBackoffMs: env.SMTP_OUTAGE_MAX_BACKOFF_MS,
+    },
+    breakers: {
+      bounceRate: env.BREAKER_BOUNCE_RATE,
+      complaintRate: env.BREAKER_COMPLAINT_RATE,
+      blockRate: env.BREAKER_BLOCK_RATE,
+      minSample: env.BREAKER_MIN_SAMPLE,
+      windowMinutes: env.BREAKER_WINDOW_MINUTES,
+    },
+    deployment: { production: env.NODE_ENV === 'production', allowNoPersistence: env.ALLOW_NO_PERSISTENCE === '1' },
     bounces: {
       address: env.BOUNCE_ADDRESS,
       smtpHost: env.BOUNCE_SMTP_HOST,

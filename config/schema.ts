@@ -59,6 +59,54 @@ function parseMailbox(name: string) {
   });
 }
 
+/** A rate: a number of messages per second greater than 0 (fractions allowed: 0.5 is one message every 2 s). */
+const positiveRate = (name: string) =>
+  z.coerce
+    .number({ error: `${name} must be a number of messages per second` })
+    .positive(`${name} must be greater than 0`)
+    .refine(Number.isFinite, { message: `${name} must be a number of messages per second` });
+
+/** A share between 0 and 1, such as 0.05 for 5%. */
+const fraction = (name: string) =>
+  z.coerce
+    .number({ error: `${name} must be a number between 0 and 1, such as 0.05 for 5%` })
+    .gt(0, `${name} must be a number between 0 and 1, such as 0.05 for 5%`)
+    .max(1, `${name} must be a number between 0 and 1, such as 0.05 for 5%`);
+
+/** A recipient domain as DOMAIN_RATE_LIMITS names it: lower-case labels joined by dots. */
+const DOMAIN_SHAPE = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/;
+
+/** `gmail.com=20,outlook.com=10`: per-second ceilings of recipient domains. */
+function domainRates(name: string) {
+  return z
+    .string()
+    .default('')
+    .transform((value, ctx): Readonly<Record<string, number>> => {
+      const rates: Record<string, number> = {};
+      for (const entry of value
+        .split(',')
+        .map((part) => part.trim())
+        .filter(Boolean)) {
+        const match = /^([^=\s]+)\s*=\s*([^=\s]+)$/.exec(entry);
+        const domain = match?.[1]?.toLowerCase() ?? '';
+        const rate = Number(match?.[2]);
+        if (!match || !DOMAIN_SHAPE.test(domain) || !Number.isFinite(rate) || rate <= 0) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `${name}: "${entry}" is not domain=messages-per-second; write it as gmail.com=20,outlook.com=10`,
+          });
+          return z.NEVER;
+        }
+        if (domain in rates) {
+          ctx.addIssue({ code: 'custom', message: `${name} names ${domain} twice` });
+          return z.NEVER;
+        }
+        rates[domain] = rate;
+      }
+      return rates;
+    });
+}
+
 /** An address such as bounces@bounce.example.org, or unset. */
 function optionalAddress(name: string) {
   return z
@@ -120,8 +168,20 @@ export const envSchema = z.object({
   SEND_BACKOFF_MS: positiveInt('SEND_BACKOFF_MS').default(30_000),
   FANOUT_CHUNK_SIZE: positiveInt('FANOUT_CHUNK_SIZE').default(1000),
   WORKER_SHUTDOWN_TIMEOUT_MS: positiveInt('WORKER_SHUTDOWN_TIMEOUT_MS').default(30_000),
-  WORKER_LOCK_DURATION_MS: positiveInt('WORKER_LOCK_DURATION_MS').default(30_000),
   WORKER_MAX_STALLED_COUNT: positiveInt('WORKER_MAX_STALLED_COUNT').default(5),
+  WORKER_LOCK_DURATION_MS: positiveInt('WORKER_LOCK_DURATION_MS').default(10_000),
+  WORKER_STALLED_INTERVAL_MS: positiveInt('WORKER_STALLED_INTERVAL_MS').default(2_000),
+  SEND_RATE_PER_SEC: positiveRate('SEND_RATE_PER_SEC').optional(),
+  DOMAIN_RATE_LIMITS: domainRates('DOMAIN_RATE_LIMITS'),
+  DOMAIN_BACKOFF_MS: positiveInt('DOMAIN_BACKOFF_MS').default(60_000),
+  SMTP_OUTAGE_MAX_BACKOFF_MS: positiveInt('SMTP_OUTAGE_MAX_BACKOFF_MS').default(15_000),
+  BREAKER_BOUNCE_RATE: fraction('BREAKER_BOUNCE_RATE').default(0.05),
+  BREAKER_COMPLAINT_RATE: fraction('BREAKER_COMPLAINT_RATE').default(0.003),
+  BREAKER_BLOCK_RATE: fraction('BREAKER_BLOCK_RATE').default(0.05),
+  BREAKER_MIN_SAMPLE: positiveInt('BREAKER_MIN_SAMPLE').default(200),
+  BREAKER_WINDOW_MINUTES: positiveInt('BREAKER_WINDOW_MINUTES').default(15),
+  NODE_ENV: z.enum(['production', 'development', 'test'], { error: 'NODE_ENV must be production, development or test' }).default('development'),
+  ALLOW_NO_PERSISTENCE: z.enum(['0', '1'], { error: 'ALLOW_NO_PERSISTENCE must be 1 (allow) or 0' }).default('0'),
   BOUNCE_ADDRESS: optionalAddress('BOUNCE_ADDRESS'),
   BOUNCE_SMTP_HOST: z.string().trim().min(1, 'BOUNCE_SMTP_HOST must not be empty').default('127.0.0.1'),
   BOUNCE_SMTP_PORT: portNumber('BOUNCE_SMTP_PORT').default(2526),

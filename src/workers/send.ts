@@ -135,7 +135,7 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
     prefix: redisKeys(config.redis.prefix).bullPrefix,
     concurrency: config.send.workerConcurrency,
     lockDuration: config.send.lockDurationMs,
-    stalledInterval: config.send.lockDurationMs,
+    stalledInterval: config.send.stalledIntervalMs,
     // The recipient record already stops duplicates, so a job whose workers died may go back to
     // the queue several times; past that it is recorded as a temporary failure, never a final one.
     maxStalledCount: config.send.maxStalledCount,

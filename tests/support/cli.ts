@@ -103,6 +103,7 @@ export function cliEnv(config: Config, extra: Record<string, string | undefined>
     SEND_BACKOFF_MS: String(config.send.backoffMs),
     WORKER_SHUTDOWN_TIMEOUT_MS: String(config.send.shutdownTimeoutMs),
     WORKER_LOCK_DURATION_MS: String(config.send.lockDurationMs),
+    WORKER_STALLED_INTERVAL_MS: String(config.send.stalledIntervalMs),
     HTTP_HOST: config.http.host,
     HTTP_PORT: String(config.http.port),
     LOG_LEVEL: config.logLevel,

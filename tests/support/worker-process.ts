@@ -49,7 +49,19 @@ export function workerEnv(config: Config, overrides: Record<string, string> = {}
     SEND_BACKOFF_MS: String(config.send.backoffMs),
     WORKER_SHUTDOWN_TIMEOUT_MS: String(config.send.shutdownTimeoutMs),
     WORKER_LOCK_DURATION_MS: String(config.send.lockDurationMs),
+    WORKER_STALLED_INTERVAL_MS: String(config.send.stalledIntervalMs),
     WORKER_MAX_STALLED_COUNT: String(config.send.maxStalledCount),
+    ...(config.pacing.ratePerSec === undefined ? {} : { SEND_RATE_PER_SEC: String(config.pacing.ratePerSec) }),
+    DOMAIN_RATE_LIMITS: Object.entries(config.pacing.domainRates)
+      .map(([domain, rate]) => `${domain}=${rate}`)
+      .join(','),
+    DOMAIN_BACKOFF_MS: String(config.pacing.domainBackoffMs),
+    SMTP_OUTAGE_MAX_BACKOFF_MS: String(config.pacing.outageMaxBackoffMs),
+    BREAKER_BOUNCE_RATE: String(config.breakers.bounceRate),
+    BREAKER_COMPLAINT_RATE: String(config.breakers.complaintRate),
+    BREAKER_BLOCK_RATE: String(config.breakers.blockRate),
+    BREAKER_MIN_SAMPLE: String(config.breakers.minSample),
+    BREAKER_WINDOW_MINUTES: String(config.breakers.windowMinutes),
     LOG_LEVEL: config.logLevel,
     ...overrides,
   };
