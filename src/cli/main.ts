@@ -131,6 +131,12 @@ export function buildProgram(cli: CliContext): Command {
     .action(async () => (await import('./commands/serve.ts')).serveCommand(cli));
 
   program
+    .command('doctor')
+    .description('Check the config, Redis (eviction, persistence, memory), SMTP (connect, EHLO, STARTTLS, AUTH) and the issues; exit 1 on a failure')
+    .option('--json', 'print the checks as JSON')
+    .action(async (options: { json?: boolean }) => (await import('./commands/doctor.ts')).doctorCommand(cli, options));
+
+  program
     .command('demo')
     .description('Send vol-138 to ~50 sample subscribers through a local capture SMTP server (outbox/ in the project)')
     .option('--outbox <dir>', 'where the capture server writes the messages (default: outbox/ in the project)')

@@ -67,8 +67,11 @@ export async function runDemo(options: { readonly io: { out(line: string): void;
 
     const removed = await deleteKeysWithPrefix(config, `${DEMO_PREFIX}:`);
     if (removed > 0) io.out(`Redis: cleared ${removed} keys of the previous demo run (prefix ${DEMO_PREFIX}:)`);
-    const services = await openServices(config);
+    // The demo's data is throwaway: what start-up finds wrong with the Redis it was pointed at is
+    // a note here, not a warning (the worker below, in this process, stays quiet about it too).
+    const services = await openServices(config, { redisWarnings: 'caller' });
     cleanups.push(() => services.close());
+    for (const warning of services.redisWarnings) io.out(`Redis: note (fine for this demo, not for real subscribers): ${warning.message}`);
 
     const report = await importSubscribersCsv(services.subscribers, SAMPLE_CSV, DEFAULT_LIST);
     io.out(
@@ -120,7 +123,8 @@ async function reachableRedis(url: string, cleanups: (() => Promise<void>)[], io
     return url;
   } catch (error) {
     if (!(error instanceof RedisUnavailableError)) throw error;
-    const redis: PrivateRedis = await startPrivateRedis();
+    // With an AOF in its temp folder: a Redis fit for keeping data, as start-up checks.
+    const redis: PrivateRedis = await startPrivateRedis({ appendOnly: true });
     cleanups.push(() => redis.stop());
     io.out(`Redis: nothing answers at ${url}; started a private redis-server at ${redis.url}`);
     return redis.url;

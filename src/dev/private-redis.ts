@@ -30,16 +30,31 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** How spawnRedisServer starts redis-server. */
+export interface RedisServerOptions {
+  /** Loopback port to listen on. */
+  readonly port: number;
+  /** Its working folder (the AOF lives there). */
+  readonly dir: string;
+  /** appendonly yes (appendfsync everysec): keeps its data across a restart in `dir`. */
+  readonly appendOnly: boolean;
+  /** maxmemory-policy. @defaultValue `noeviction`, as BullMQ requires; tests of the start-up check set another. */
+  readonly maxmemoryPolicy?: string;
+  /** Commands renamed to nothing, as managed Redis services do with CONFIG. @defaultValue none */
+  readonly disabledCommands?: readonly string[];
+}
+
 /**
- * Spawns redis-server on loopback with `noeviction` (as BullMQ requires) and no RDB snapshots;
- * `appendOnly` keeps its data across a restart in `dir`.
+ * Spawns redis-server on loopback with `noeviction` (as BullMQ requires, unless told otherwise)
+ * and no RDB snapshots; `appendOnly` keeps its data across a restart in `dir`.
  */
-export function spawnRedisServer(options: { readonly port: number; readonly dir: string; readonly appendOnly: boolean }): ChildProcess {
+export function spawnRedisServer(options: RedisServerOptions): ChildProcess {
   return spawn(
     'redis-server',
     // prettier-ignore
     ['--port', String(options.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', options.appendOnly ? 'yes' : 'no',
-      '--dir', options.dir, '--maxmemory-policy', 'noeviction', '--loglevel', 'warning'],
+      '--dir', options.dir, '--maxmemory-policy', options.maxmemoryPolicy ?? 'noeviction', '--loglevel', 'warning',
+      ...(options.disabledCommands ?? []).flatMap((command) => ['--rename-command', command, ''])],
     { stdio: 'ignore' },
   );
 }
@@ -48,7 +63,8 @@ export function spawnRedisServer(options: { readonly port: number; readonly dir:
 export async function waitUntilRedisAnswers(url: string, child: ChildProcess, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    // No ready check (it runs INFO, which a server may have disabled): PING itself fails with LOADING until the AOF is loaded.
+    const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableReadyCheck: false });
     // Refusals are expected while the server boots; connect() rejects with them and we retry.
     probe.on('error', () => undefined);
     try {
@@ -68,10 +84,12 @@ export async function waitUntilRedisAnswers(url: string, child: ChildProcess, ti
 }
 
 /**
- * Starts a throwaway redis-server: no persistence, loopback only, `noeviction` as BullMQ requires.
- * Its data lives and dies with it; nothing shared is ever touched or flushed.
+ * Starts a throwaway redis-server: loopback only, `noeviction` as BullMQ requires. Its data lives
+ * and dies with it; nothing shared is ever touched or flushed. Without persistence by default (the
+ * tests' and the benchmark's, for speed); `appendOnly` gives it an AOF in its temp folder, so the
+ * start-up check finds a Redis fit for keeping data (the demo's).
  */
-export async function startPrivateRedis(): Promise<PrivateRedis> {
+export async function startPrivateRedis(options: { readonly appendOnly?: boolean } = {}): Promise<PrivateRedis> {
   if (!hasRedisServer()) {
     throw new UserFacingError(
       'redis-server is not installed. Install it with: apt-get install -y redis-server (Debian/Ubuntu) or brew install redis (macOS), or point REDIS_URL at a running Redis.',
@@ -79,7 +97,7 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   }
   const dir = await mkdtemp(path.join(tmpdir(), 'nl-redis-'));
   const port = await freePort();
-  const child = spawnRedisServer({ port, dir, appendOnly: false });
+  const child = spawnRedisServer({ port, dir, appendOnly: options.appendOnly ?? false });
   const url = `redis://127.0.0.1:${port}`;
   await waitUntilRedisAnswers(url, child);
   return {
