@@ -114,15 +114,39 @@ export async function retryFailedRecipients(deps: SendDeps, request: { readonly 
     if (!(await lease.renew())) throw new Error(`lost the retry lock of send ${sendId} to another --retry-failed`);
   };
   try {
-    const chunkSize = config.send.fanOutChunkSize;
-    const { round, subscriberIds } = await sends.requeueTemporaryFailures(sendId);
-    for (let start = 0; start < subscriberIds.length; start += chunkSize) {
+    // A page at a time, so no script holds Redis for long whatever the send's size: at most 500
+    // ids a call (a few milliseconds), fewer when FANOUT_CHUNK_SIZE is smaller.
+    const pageSize = Math.min(config.send.fanOutChunkSize, 500);
+    // Every recipient requeued by this run, once: a scan may return an id twice.
+    const requeued = new Set<string>();
+    const giveJobs = async (subscriberIds: readonly string[], round: number) => {
+      await queueDeliveries(deps, sendId, subscriberIds, (subscriberId) => retryJobId(sendId, subscriberId, round));
+      await sends.requeueDone(sendId, subscriberIds);
+      for (const subscriberId of subscriberIds) requeued.add(subscriberId);
+    };
+    // First the recipients an earlier run requeued and died before giving jobs to, under their round.
+    let cursor = '0';
+    do {
       await stillHeld();
-      await queueDeliveries(deps, sendId, subscriberIds.slice(start, start + chunkSize), (subscriberId) => retryJobId(sendId, subscriberId, round));
-    }
-    await sends.requeueDone(sendId);
+      const page = await sends.pendingRequeues(sendId, cursor, pageSize);
+      cursor = page.cursor;
+      await giveJobs(
+        page.subscriberIds.filter((subscriberId) => !requeued.has(subscriberId)),
+        page.round,
+      );
+    } while (cursor !== '0');
+    // Then the temporary failures, a page of the failures hash at a time, all in one new round
+    // (taken with the first recipient requeued). Each page is pending until its jobs are added.
+    let round = 0;
+    do {
+      await stillHeld();
+      const page = await sends.requeueTemporaryFailures(sendId, { cursor, round, pageSize, skip: requeued });
+      cursor = page.cursor;
+      round = page.round;
+      await giveJobs(page.subscriberIds, round);
+    } while (cursor !== '0');
     const { repaired, acceptedLate } = await repairOrphans(deps, sendId, stillHeld);
-    return { sendId, requeued: subscriberIds.length, repaired, acceptedLate };
+    return { sendId, requeued: requeued.size, repaired, acceptedLate };
   } finally {
     await lease.release();
   }

@@ -44,7 +44,8 @@ export const SCRIPTS = {
   requeueFailed: {
     file: 'requeue-failed.lua',
     keys: ['send', 'recipients', 'failures', 'pending'],
-    argv: [],
+    argv: ['round'],
+    variadicArgv: true,
     reply: z.tuple([z.number().int().nonnegative(), z.array(z.string())]),
   },
   upsertSubscribers: {

@@ -64,7 +64,7 @@ describe('telling and repairing a stuck send', () => {
     expect(harness.received).toHaveLength(0);
   });
 
-  it('requeues more temporary failures than Lua can unpack at once (10,000) in one retry round', async () => {
+  it('requeues 10,000 temporary failures a page at a time, each once, in one retry round', async () => {
     const harness = await createHarness('requeue-many');
     const { services, config } = harness;
     const keys = redisKeys(config.redis.prefix);
@@ -77,9 +77,22 @@ describe('telling and repairing a stuck send', () => {
     await services.redis.hset(keys.sendFailures(sendId), Object.fromEntries(ids.map((id) => [id, failure])));
     await services.redis.hincrby(keys.send(sendId), 'failed', ids.length);
 
-    const { round, subscriberIds } = await services.sends.requeueTemporaryFailures(sendId);
+    const requeued = new Set<string>();
+    let pages = 0;
+    let cursor = '0';
+    let round = 0;
+    do {
+      const page = await services.sends.requeueTemporaryFailures(sendId, { cursor, round, skip: requeued });
+      ({ cursor, round } = page);
+      pages += 1;
+      for (const id of page.subscriberIds) {
+        expect(requeued.has(id)).toBe(false);
+        requeued.add(id);
+      }
+    } while (cursor !== '0');
+    expect(pages).toBeGreaterThan(1);
     expect(round).toBe(1);
-    expect(subscriberIds).toHaveLength(10_000);
+    expect(requeued.size).toBe(10_000);
     expect(await services.redis.scard(keys.sendRequeuePending(sendId))).toBe(10_000);
     expect(await services.sends.get(sendId)).toMatchObject({ failed: 0, pending: 10_001 });
   });
