@@ -1,9 +1,4 @@
 import path from 'node:path';
-import type { ConnectionOptions } from 'node:tls';
-import { format } from 'node:util';
-import type { NodemailerError } from 'nodemailer/lib/errors';
-import { parseConnectionUrl } from 'nodemailer/lib/shared';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { PROJECT_ROOT, type Config, type Mailbox } from '../../config/index.ts';
 import { envSchema } from '../../config/schema.ts';
 import { listIssueIds, loadIssue } from '../content/load-issue.ts';
@@ -18,6 +13,7 @@ import {
   type RedisFinding,
 } from '../core/redis-requirements.ts';
 import { DEFAULT_LIST } from '../core/subscriber.ts';
+import { answered, probeSmtp, type SmtpProbe, type SmtpProbeError } from '../delivery/smtp-probe.ts';
 import { compileIssue, TEMPLATES_DIR } from '../render/compile-issue.ts';
 import { connectRedis } from '../store/connection.ts';
 import { readRedisSettings } from '../store/redis-settings.ts';
@@ -168,185 +164,87 @@ async function checkRedis(url: string, deployment: DeploymentStrictness): Promis
   }
 }
 
-/** One line of nodemailer's transaction log, with when it came. */
-interface TranscriptLine {
-  readonly at: number;
-  readonly tnx: string | undefined;
-  readonly text: string;
-  readonly method: string | undefined;
-  /** Set on the line that says the TCP (or TLS) connection is up. */
-  readonly remoteAddress: string | undefined;
-}
-
-/**
- * SMTP step by step, with nodemailer's own SMTPConnection (the client the transport uses): its
- * transaction log, timestamped here, tells when the connection, the greeting and each reply came.
- * Every step is bounded by `timeoutMs`, so a server that never answers fails the check instead of
- * hanging it.
- */
+/** The SMTP checks: connect, EHLO, STARTTLS and AUTH, each judged from what the probe found. */
 async function checkSmtp(url: string, timeoutMs: number): Promise<DoctorCheck[]> {
-  const target = parseConnectionUrl(url);
-  const secure = target.secure === true;
-  const host = target.host ?? 'localhost';
-  const port = target.port ?? (secure ? 465 : 587);
-  const loopback = /^(localhost|127\.\d+\.\d+\.\d+|::1|\[::1\])$/i.test(host);
-  const transcript: TranscriptLine[] = [];
-  const record = (entry: { tnx?: string; method?: string; remoteAddress?: string } | undefined, message?: unknown, ...args: unknown[]) =>
-    void transcript.push({
-      at: performance.now(),
-      tnx: entry?.tnx,
-      text: format(message ?? '', ...args),
-      method: entry?.method,
-      remoteAddress: entry?.remoteAddress,
-    });
-  const connection = new SMTPConnection({
-    host,
-    port,
-    secure,
-    ignoreTLS: target.ignoreTLS === true,
-    requireTLS: target.requireTLS === true,
-    tls: target.tls as ConnectionOptions | undefined,
-    connectionTimeout: timeoutMs,
-    greetingTimeout: timeoutMs,
-    socketTimeout: timeoutMs,
-    dnsTimeout: timeoutMs,
-    logger: { trace: record, debug: record, info: record, warn: record, error: record, fatal: record },
-    transactionLog: true,
-  });
-  // Errors also reach the step that waits (connect, login); without a listener a late one would throw.
-  connection.on('error', () => undefined);
-  const started = performance.now();
-  try {
-    let failure: NodemailerError | undefined;
-    try {
-      await bounded(
-        settle(connection, (done) => connection.connect(done)),
-        timeoutMs + 1_000,
-        connection,
-      );
-    } catch (error) {
-      failure = error as NodemailerError;
-    }
-    const session = readTranscript(transcript);
-    const where = `${host}:${port}${secure ? ' (TLS)' : ''}`;
-    const { greeting, connected, firstEhlo, helo, starttls, lastEhlo } = session;
-    if (!greeting || !/^220[ -]/.test(greeting.text)) {
-      const reason = !failure
-        ? `unexpected greeting: ${oneLine(greeting?.text ?? '')}`
-        : connected && !greeting && failure.code === 'ETIMEDOUT'
-          ? `connected after ${span(started, connected.at)} ms, but no greeting within ${timeoutMs} ms (ETIMEDOUT)`
-          : describeSmtpError(failure, timeoutMs);
-      return [
-        {
-          name: 'smtp connect',
-          status: 'fail',
-          detail: `${where}: ${reason}`,
-          fix: 'check the host and port of SMTP_URL, and that the server runs and is reachable from here',
-          durationMs: elapsed(started),
-        },
-        ...['smtp ehlo', 'smtp starttls', 'smtp auth'].map((name) => skip(name, 'no SMTP connection')),
-      ];
-    }
-    const steps: DoctorCheck[] = [
+  const probe = await probeSmtp(url, timeoutMs);
+  const { target, failure, greeting, firstEhlo, helo, starttls, startedAt } = probe;
+  const where = `${target.host}:${target.port}${target.secure ? ' (TLS)' : ''}`;
+  if (!probe.greeted || !greeting) {
+    const reason = !failure
+      ? `unexpected greeting: ${oneLine(greeting?.text ?? '')}`
+      : probe.connectedAt !== undefined && !greeting && failure.code === 'ETIMEDOUT'
+        ? `connected after ${span(startedAt, probe.connectedAt)} ms, but no greeting within ${timeoutMs} ms (ETIMEDOUT)`
+        : describeSmtpError(failure, timeoutMs);
+    return [
       {
         name: 'smtp connect',
-        status: 'ok',
-        detail: `${where}: connected in ${span(started, connected?.at ?? greeting.at)} ms, greeting in ${span(started, greeting.at)} ms: ${oneLine(greeting.text)}`,
-        durationMs: span(started, greeting.at),
+        status: 'fail',
+        detail: `${where}: ${reason}`,
+        fix: 'check the host and port of SMTP_URL, and that the server runs and is reachable from here',
+        durationMs: span(startedAt, probe.setupEndedAt),
       },
+      ...['smtp ehlo', 'smtp starttls', 'smtp auth'].map((name) => skip(name, 'no SMTP connection')),
     ];
-    const answered = (exchange: Exchange | undefined): exchange is Exchange & { answer: TranscriptLine } => exchange?.answer?.text.startsWith('2') === true;
-    const notReached = 'the session did not get that far';
-    if (!answered(firstEhlo)) {
-      if (answered(helo) && !failure) {
-        steps.push({
-          name: 'smtp ehlo',
-          status: 'warn',
-          detail: `EHLO refused (${oneLine(firstEhlo?.answer?.text ?? 'no answer')}); HELO worked, so no extensions (no STARTTLS, AUTH or PIPELINING)`,
-        });
-      } else {
-        const reason = failure ? describeSmtpError(failure, timeoutMs) : oneLine(firstEhlo?.answer?.text ?? 'no answer');
-        steps.push({ name: 'smtp ehlo', status: 'fail', detail: `EHLO failed: ${reason}`, durationMs: elapsed(started) });
-        return [...steps, skip('smtp starttls', notReached), skip('smtp auth', notReached)];
-      }
-    } else {
-      const extensions = ehloExtensions((answered(lastEhlo) ? lastEhlo : firstEhlo).answer.text);
+  }
+  const steps: DoctorCheck[] = [
+    {
+      name: 'smtp connect',
+      status: 'ok',
+      detail: `${where}: connected in ${span(startedAt, probe.connectedAt ?? greeting.at)} ms, greeting in ${span(startedAt, greeting.at)} ms: ${oneLine(greeting.text)}`,
+      durationMs: span(startedAt, greeting.at),
+    },
+  ];
+  const notReached = 'the session did not get that far';
+  if (!answered(firstEhlo)) {
+    if (answered(helo) && !failure) {
       steps.push({
         name: 'smtp ehlo',
-        status: 'ok',
-        detail: `answered in ${span(firstEhlo.sent.at, firstEhlo.answer.at)} ms; extensions: ${extensions.join(', ') || '(none)'}`,
-        durationMs: span(firstEhlo.sent.at, firstEhlo.answer.at),
+        status: 'warn',
+        detail: `EHLO refused (${oneLine(firstEhlo?.answer?.text ?? 'no answer')}); HELO worked, so no extensions (no STARTTLS, AUTH or PIPELINING)`,
       });
+    } else {
+      const reason = failure ? describeSmtpError(failure, timeoutMs) : oneLine(firstEhlo?.answer?.text ?? 'no answer');
+      steps.push({ name: 'smtp ehlo', status: 'fail', detail: `EHLO failed: ${reason}`, durationMs: span(startedAt, probe.setupEndedAt) });
+      return [...steps, skip('smtp starttls', notReached), skip('smtp auth', notReached)];
     }
-    const offered = answered(firstEhlo) && ehloExtensions(firstEhlo.answer.text).some((extension) => /^STARTTLS\b/i.test(extension));
-    steps.push(starttlsStep({ secure, offered, starttls, failure, loopback, upgraded: connection.secure, timeoutMs, ignoreTLS: target.ignoreTLS === true }));
-    if (failure) {
-      // A failure after EHLO without STARTTLS (the server hung up, say) still shows on a line of its own.
-      if (!starttls) steps.push({ name: 'smtp session', status: 'fail', detail: describeSmtpError(failure, timeoutMs), durationMs: elapsed(started) });
-      return [...steps, skip('smtp auth', notReached)];
-    }
-    steps.push(await authStep(connection, { auth: target.auth, loopback, secure: connection.secure, transcript, timeoutMs }));
-    return steps;
-  } finally {
-    connection.close();
+  } else {
+    steps.push({
+      name: 'smtp ehlo',
+      status: 'ok',
+      detail: `answered in ${span(firstEhlo.sent.at, firstEhlo.answer.at)} ms; extensions: ${probe.extensions.join(', ') || '(none)'}`,
+      durationMs: span(firstEhlo.sent.at, firstEhlo.answer.at),
+    });
   }
+  steps.push(starttlsStep(probe, timeoutMs));
+  if (failure) {
+    // A failure after EHLO without STARTTLS (the server hung up, say) still shows on a line of its own.
+    if (!starttls)
+      steps.push({ name: 'smtp session', status: 'fail', detail: describeSmtpError(failure, timeoutMs), durationMs: span(startedAt, probe.setupEndedAt) });
+    return [...steps, skip('smtp auth', notReached)];
+  }
+  steps.push(authStep(probe, timeoutMs));
+  return steps;
 }
 
-/** A command of the transcript and the reply that came to it. */
-interface Exchange {
-  readonly sent: TranscriptLine;
-  readonly answer: TranscriptLine | undefined;
-}
-
-/** The session as the transcript tells it: the connection, the greeting, and the EHLO, HELO and STARTTLS exchanges. */
-function readTranscript(transcript: readonly TranscriptLine[]) {
-  const exchange = (command: RegExp, after = -1): (Exchange & { readonly index: number }) | undefined => {
-    const sent = transcript.findIndex((line, index) => index > after && line.tnx === 'client' && command.test(line.text));
-    if (sent === -1) return undefined;
-    const answer = transcript.findIndex((line, index) => index > sent && line.tnx === 'server');
-    return { sent: transcript[sent]!, answer: answer === -1 ? undefined : transcript[answer], index: answer === -1 ? sent : answer };
-  };
-  const hello = /^(EHLO|LHLO) /;
-  const firstEhlo = exchange(hello);
-  const starttls = exchange(/^STARTTLS$/);
-  return {
-    connected: transcript.find((line) => line.tnx === 'network' && line.remoteAddress !== undefined),
-    greeting: transcript.find((line) => line.tnx === 'server'),
-    firstEhlo,
-    helo: exchange(/^HELO /),
-    starttls,
-    // After STARTTLS the client says EHLO again, and the server may offer more (AUTH, typically).
-    lastEhlo: starttls ? exchange(hello, starttls.index) : firstEhlo,
-  };
-}
-
-function starttlsStep(state: {
-  secure: boolean;
-  offered: boolean;
-  starttls: Exchange | undefined;
-  failure: NodemailerError | undefined;
-  loopback: boolean;
-  upgraded: boolean;
-  timeoutMs: number;
-  ignoreTLS: boolean;
-}): DoctorCheck {
+function starttlsStep(probe: SmtpProbe, timeoutMs: number): DoctorCheck {
   const name = 'smtp starttls';
-  if (state.secure) return { name, status: 'ok', detail: 'not needed: TLS from the start (smtps://)' };
-  if (state.starttls && (state.failure || !state.upgraded)) {
+  const { target, starttls, failure } = probe;
+  if (target.secure) return { name, status: 'ok', detail: 'not needed: TLS from the start (smtps://)' };
+  if (starttls && (failure || !probe.tls)) {
     return {
       name,
       status: 'fail',
-      detail: `STARTTLS failed: ${state.failure ? describeSmtpError(state.failure, state.timeoutMs) : oneLine(state.starttls.answer?.text ?? 'no answer')}`,
+      detail: `STARTTLS failed: ${failure ? describeSmtpError(failure, timeoutMs) : oneLine(starttls.answer?.text ?? 'no answer')}`,
       fix: "check the server's certificate (SMTP_URL can set tls.servername or, for a test server only, tls.rejectUnauthorized=false)",
     };
   }
-  if (state.starttls)
+  if (starttls)
     return {
       name,
       status: 'ok',
-      detail: `offered and used (the server agreed in ${span(state.starttls.sent.at, state.starttls.answer?.at ?? state.starttls.sent.at)} ms)`,
+      detail: `offered and used (the server agreed in ${span(starttls.sent.at, starttls.answer?.at ?? starttls.sent.at)} ms)`,
     };
-  if (state.offered && state.ignoreTLS) {
+  if (probe.starttlsOffered && target.ignoreTLS) {
     return {
       name,
       status: 'warn',
@@ -354,7 +252,7 @@ function starttlsStep(state: {
       fix: 'remove ignoreTLS from SMTP_URL',
     };
   }
-  if (state.loopback) return { name, status: 'ok', detail: 'not offered; fine on loopback, where nothing leaves this machine' };
+  if (target.loopback) return { name, status: 'ok', detail: 'not offered; fine on loopback, where nothing leaves this machine' };
   return {
     name,
     status: 'warn',
@@ -363,22 +261,19 @@ function starttlsStep(state: {
   };
 }
 
-async function authStep(
-  connection: SMTPConnection,
-  state: { auth: { user: string; pass: string } | undefined; loopback: boolean; secure: boolean; transcript: readonly TranscriptLine[]; timeoutMs: number },
-): Promise<DoctorCheck> {
+function authStep(probe: SmtpProbe, timeoutMs: number): DoctorCheck {
   const name = 'smtp auth';
-  if (!state.auth) {
+  if (!probe.target.auth) {
     return {
       name,
       status: 'ok',
-      detail: connection.allowsAuth
+      detail: probe.allowsAuth
         ? 'not tried: SMTP_URL has no credentials (the server offers AUTH; if it requires it, put user:password@ in SMTP_URL)'
         : 'not needed: the server offers no AUTH and SMTP_URL has no credentials',
     };
   }
-  const user = state.auth.user;
-  if (!connection.allowsAuth) {
+  const user = probe.target.auth.user;
+  if (!probe.allowsAuth) {
     return {
       name,
       status: 'warn',
@@ -386,80 +281,35 @@ async function authStep(
       fix: 'check that SMTP_URL points at the submission server (usually port 587 with STARTTLS, or 465)',
     };
   }
-  const started = performance.now();
-  try {
-    await bounded(
-      settle(connection, (done) => connection.login({ user, pass: state.auth!.pass }, (error) => done(error ?? undefined))),
-      state.timeoutMs + 1_000,
-      connection,
-    );
-  } catch (error) {
+  // The probe logs in whenever the session is up, and the doctor gets here only then.
+  const login = probe.login;
+  if (!login) return skip(name, 'the session did not get that far');
+  const durationMs = span(login.startedAt, login.endedAt);
+  if (login.failure) {
     return {
       name,
       status: 'fail',
-      detail: `user "${user}" refused: ${describeSmtpError(error as NodemailerError, state.timeoutMs)}`,
+      detail: `user "${user}" refused: ${describeSmtpError(login.failure, timeoutMs)}`,
       fix: 'check the user and password in SMTP_URL (percent-encode special characters: @ as %40, : as %3A)',
-      durationMs: elapsed(started),
+      durationMs,
     };
   }
-  const method = state.transcript.findLast((line) => line.method !== undefined)?.method;
-  const detail = `user "${user}" accepted${method ? ` (${method})` : ''} in ${elapsed(started)} ms`;
-  if (!state.secure && !state.loopback) {
+  const detail = `user "${user}" accepted${login.method ? ` (${login.method})` : ''} in ${durationMs} ms`;
+  if (!probe.tls && !probe.target.loopback) {
     return {
       name,
       status: 'warn',
       detail: `${detail}, over an unencrypted connection`,
       fix: 'use smtps:// or a server that offers STARTTLS',
-      durationMs: elapsed(started),
+      durationMs,
     };
   }
-  return { name, status: 'ok', detail, durationMs: elapsed(started) };
-}
-
-/** Runs one SMTPConnection step to its callback, or to the first 'error' or 'end' of the connection. */
-function settle(connection: SMTPConnection, start: (done: (error?: Error) => void) => void): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: Error) => reject(error);
-    const onEnd = () => reject(Object.assign(new Error('the server closed the connection'), { code: 'ECONNECTION' }));
-    connection.once('error', onError);
-    connection.once('end', onEnd);
-    start((error) => {
-      connection.off('error', onError);
-      connection.off('end', onEnd);
-      if (error) reject(error);
-      else resolve();
-    });
-  });
-}
-
-/** Gives up on a step after `timeoutMs` (closing the connection), whatever nodemailer's own timers do. */
-async function bounded(step: Promise<void>, timeoutMs: number, connection: SMTPConnection): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => {
-      connection.close();
-      reject(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
-    }, timeoutMs);
-  });
-  try {
-    await Promise.race([step, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** The extensions of an EHLO reply: its lines after the first, without the reply codes. */
-function ehloExtensions(reply: string): string[] {
-  return reply
-    .split(/\r?\n/)
-    .map((line) => line.replace(/^\d{3}[ -]/, '').trim())
-    .filter(Boolean)
-    .slice(1);
+  return { name, status: 'ok', detail, durationMs };
 }
 
 /** An SMTP failure from its structured fields: nodemailer's code (and the system's), and the server's reply. */
-function describeSmtpError(error: NodemailerError, timeoutMs: number): string {
-  const code = (error as NodemailerError & { originalCode?: string }).originalCode ?? error.code;
+function describeSmtpError(error: SmtpProbeError, timeoutMs: number): string {
+  const code = error.originalCode ?? error.code;
   if (code === 'ECONNREFUSED') return 'connection refused (ECONNREFUSED): nothing listens there';
   if (code === 'ETIMEDOUT') return `no answer within ${timeoutMs} ms (ETIMEDOUT)`;
   if (error.response) return `${oneLine(error.response)}${error.code ? ` (${error.code})` : ''}`;
