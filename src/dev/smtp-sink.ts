@@ -16,6 +16,12 @@ export interface SmtpSinkOptions {
   readonly onMessage?: (raw: Buffer, recipients: readonly string[], envelope: SinkEnvelope) => void;
   /** Decides per recipient whether to reject it at RCPT TO. */
   readonly rejectRecipient?: (address: string) => SmtpRejection | undefined;
+  /**
+   * Decides per connection whether to turn it away instead of greeting it: the reply goes out as
+   * the greeting (e.g. 421 4.3.2 Service not available) and the connection is closed, as a server
+   * that is overloaded or shutting down does.
+   */
+  readonly rejectConnection?: () => SmtpRejection | undefined;
   /** Keep the bytes of each message in memory; off for the benchmark. */
   readonly bufferMessages?: boolean;
   /** Hangs up, without a reply, on a client that names this recipient (a server dropping a connection). */
@@ -83,6 +89,13 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Smtp
     // Advertise DSN (RFC 3461) as Postfix and Exim do; smtp-server hides it by default.
     hideDSN: false,
     size: 25 * 1024 * 1024,
+    onConnect(_session, callback) {
+      const rejection = options.rejectConnection?.();
+      if (!rejection) return callback();
+      const error = new Error(rejection.message) as Error & { responseCode: number };
+      error.responseCode = rejection.responseCode;
+      return callback(error);
+    },
     onRcptTo(address: SMTPServerAddress, session, callback) {
       if (options.hangUpOn?.(address.address)) {
         // smtp-server keeps its open connections in `connections`; the one whose id is this session's is ours.

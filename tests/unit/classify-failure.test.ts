@@ -88,11 +88,63 @@ describe('classifySmtpFailure', () => {
   it.each([
     [{ code: 'ECONNECTION' }, 'service'],
     [{ code: 'EAUTH', responseCode: 535 }, 'service'],
+    // A 421 in answer to RCPT TO or DATA (measured: nodemailer reports ECONNECTION, "Server closed
+    // the connection", labelled CONN): this message or our pace, a "slow down" for its domain.
     [{ code: 'ECONNECTION', responseCode: 421, command: 'CONN', response: '421 4.7.0 Try again later, closing connection' }, 'message'],
+    // The same 421 as the greeting (measured: EPROTOCOL, "Invalid greeting"): the service.
+    [{ code: 'EPROTOCOL', responseCode: 421, command: 'CONN', response: '421 4.3.2 Service not available, closing transmission channel' }, 'service'],
     [{ code: 'EENVELOPE', responseCode: 451, command: 'RCPT TO' }, 'message'],
     [{ code: 'EENVELOPE', responseCode: 550, command: 'RCPT TO' }, 'message'],
+    [{ code: 'EMESSAGE', responseCode: 421, command: 'DATA', response: '421 4.7.0 Try again later, closing connection' }, 'message'],
   ] as const)('scopes %j to the %s', (fields, scope) => {
     expect(classifySmtpFailure(fields).scope).toBe(scope);
+  });
+
+  // Before the server has judged any message: the service's, never an attempt of the recipient's.
+  // `confirm`: whether the fields alone can't tell it from a connection dying under this message.
+  const outageTable: [string, SmtpFailureFields, { confirm: boolean; status?: string }][] = [
+    [
+      // What nodemailer 10 gives for a 421 greeting (measured: smtp-connection _actionGreeting).
+      '421 4.3.2 as the greeting',
+      {
+        code: 'EPROTOCOL',
+        responseCode: 421,
+        command: 'CONN',
+        response: '421 4.3.2 Service not available, closing transmission channel',
+      },
+      { confirm: false, status: '4.3.2' },
+    ],
+    [
+      '554 as the greeting ("no SMTP service here") is not a bounce',
+      { code: 'EPROTOCOL', responseCode: 554, command: 'CONN', response: '554 No SMTP service here' },
+      { confirm: false },
+    ],
+    [
+      '421 in answer to EHLO',
+      { code: 'ECONNECTION', responseCode: 421, command: 'EHLO', response: '421 4.7.0 Too many connections' },
+      { confirm: false, status: '4.7.0' },
+    ],
+    ['454 to STARTTLS', { code: 'ETLS', responseCode: 454, command: 'STARTTLS', response: '454 4.7.0 TLS not available' }, { confirm: false }],
+    ['connection refused (measured: ESOCKET over ECONNREFUSED)', { code: 'ESOCKET', originalCode: 'ECONNREFUSED', command: 'CONN' }, { confirm: false }],
+    ['host name that does not resolve', { code: 'EDNS', originalCode: 'ENOTFOUND', command: 'CONN' }, { confirm: false }],
+    ['TLS handshake failure', { code: 'ETLS', command: 'CONN' }, { confirm: false }],
+    ['reset (measured: a port that resets every connection)', { code: 'ESOCKET', originalCode: 'ECONNRESET', command: 'CONN' }, { confirm: true }],
+    ['closed before any reply (nodemailer gave up requeueing)', { code: 'ECONNECTION' }, { confirm: true }],
+    ['connect or socket timeout', { code: 'ETIMEDOUT', command: 'CONN' }, { confirm: true }],
+    ['bad credentials: the probe logs in too', { code: 'EAUTH', responseCode: 535, command: 'AUTH PLAIN' }, { confirm: true }],
+  ];
+
+  it.each(outageTable)('%s: the service, no attempt, no bounce', (_label, fields, expected) => {
+    const failure = classifySmtpFailure(fields);
+    expect(failure).toMatchObject({ scope: 'service', permanent: false, bounce: undefined, confirm: expected.confirm });
+    if (expected.status) expect(failure.status).toBe(expected.status);
+  });
+
+  it('asks no confirmation of a failure of the message', () => {
+    for (const [, fields] of table) {
+      const failure = classifySmtpFailure(fields);
+      if (failure.scope === 'message') expect(failure.confirm).toBe(false);
+    }
   });
 
   it('never reads meaning from the reply text alone', () => {
