@@ -10,6 +10,8 @@ import { ReportInbox } from './store/report-inbox.ts';
 import { migrateStore } from './store/migrate.ts';
 import { readRedisSettings } from './store/redis-settings.ts';
 import { createSendQueue, type SendJobData } from './store/send-queue.ts';
+import { PacingStore } from './store/pacing-store.ts';
+import { SendControlStore } from './store/send-control.ts';
 import { SendStore } from './store/send-store.ts';
 import { SubscriberStore } from './store/subscriber-store.ts';
 
@@ -25,6 +27,10 @@ export interface Services {
   readonly events: EventStore;
   /** Received bounce and complaint reports, held until applied. */
   readonly reports: ReportInbox;
+  /** Pause, resume, cancel, the `sending` claims, the breakers' counts and the send event stream. */
+  readonly control: SendControlStore;
+  /** The pacing budgets every worker process shares. */
+  readonly pacing: PacingStore;
   /**
    * What start-up found wrong with Redis as a durable store (eviction policy, persistence, or a
    * setting it could not read); empty when all is well. Logged once per process; the CLI prints them.
@@ -77,6 +83,8 @@ export async function openServices(config: Config, options: OpenServicesOptions 
     sends: new SendStore(redis, config.redis.prefix),
     queue,
     events: new EventStore(redis, config.redis.prefix),
+    control: new SendControlStore(redis, config.redis.prefix),
+    pacing: new PacingStore(redis, config.redis.prefix),
     reports,
     redisWarnings,
     async close() {

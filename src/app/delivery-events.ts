@@ -9,7 +9,11 @@ import type { Logger } from '../logger.ts';
 import type { EventStore } from '../store/event-store.ts';
 import type { ReceivedReport, ReportInbox } from '../store/report-inbox.ts';
 import type { SendStore } from '../store/send-store.ts';
+import type { SendControlStore } from '../store/send-control.ts';
 import type { SubscriberStore } from '../store/subscriber-store.ts';
+import { domainOf } from '../core/pacing-policy.ts';
+import { BREAKER_KINDS, type BreakerKind } from '../core/breaker-policy.ts';
+import { countForBreakers } from './send-control.ts';
 
 /** What recording and applying delivery events works with. */
 export interface EventDeps {
@@ -19,6 +23,8 @@ export interface EventDeps {
   readonly sends: SendStore;
   readonly events: EventStore;
   readonly reports: ReportInbox;
+  /** The breakers of the send an event belongs to count its hard bounces, complaints and blocks. */
+  readonly control: SendControlStore;
   /** The clock; tests move it to check the soft-bounce window without sleeping. */
   readonly now?: () => Date;
 }
@@ -106,14 +112,21 @@ export async function applyReport(deps: EventDeps, report: ReceivedReport): Prom
  * on its own, so a report applied twice, or half-applied before a crash, ends the same.
  */
 export async function applyDeliveryEvent(
-  deps: Pick<EventDeps, 'config' | 'events' | 'logger' | 'now'>,
+  deps: Pick<EventDeps, 'config' | 'events' | 'logger' | 'now' | 'control' | 'subscribers'>,
   event: DeliveryEvent,
 ): Promise<{ outcome: 'applied' | 'duplicate'; statusBefore: SubscriberStatus | undefined; statusAfter: SubscriberStatus | undefined }> {
   const effect = bouncePolicy(deps.config.bounces)[event.kind];
   const now = deps.now?.() ?? new Date();
   const subscriber = await deps.events.applyToSubscriber(event, effect, now);
   const sendId = event.sendId;
-  if (sendId !== undefined) await deps.events.applyToSend({ ...event, sendId }, effect);
+  const appliedToSend = sendId !== undefined && (await deps.events.applyToSend({ ...event, sendId }, effect));
+  // A hard bounce, complaint or block counts once against its send's breakers (replays don't).
+  if (appliedToSend && isBreakerKind(event.kind)) {
+    const email = await deps.subscribers.emailOf(event.subscriberId);
+    await countForBreakers(deps, sendId, { domain: email ? domainOf(email) : '', sample: false, kind: event.kind }).catch((error: unknown) =>
+      deps.logger.warn({ err: error, sendId, eventId: event.id }, 'could not count the event for the breakers'),
+    );
+  }
   const changed = subscriber.statusBefore !== subscriber.statusAfter;
   deps.logger.info(
     {
@@ -152,7 +165,7 @@ export async function holdEvent(deps: Pick<EventDeps, 'reports'>, event: Deliver
 
 /** Applies an event holdEvent recorded, then forgets the record. */
 export async function applyHeldEvent(
-  deps: Pick<EventDeps, 'config' | 'events' | 'logger' | 'reports' | 'now'>,
+  deps: Pick<EventDeps, 'config' | 'events' | 'logger' | 'reports' | 'now' | 'control' | 'subscribers'>,
   event: DeliveryEvent,
   heldAs: string,
 ): Promise<void> {
@@ -225,4 +238,8 @@ async function isRecipientOf(deps: EventDeps, ids: MessageIds): Promise<boolean>
 function toEvent(reported: ReportedEvent, subscriberId: string, sendId: string | undefined, receivedAt: string): DeliveryEvent {
   const at = reported.at && !Number.isNaN(Date.parse(reported.at)) ? reported.at : receivedAt;
   return { id: reported.id, source: reported.source, kind: reported.kind, subscriberId, sendId, diagnostic: reported.diagnostic, at };
+}
+
+function isBreakerKind(kind: string): kind is BreakerKind {
+  return (BREAKER_KINDS as readonly string[]).includes(kind);
 }

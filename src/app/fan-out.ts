@@ -26,10 +26,12 @@ export async function fanOut(options: {
     const ids = await subscribers.listPage(list, cursor, chunkSize);
     if (ids.length === 0) break;
     const statuses = await subscribers.statusesOf(ids);
-    await sends.addRecipients(
+    const added = await sends.addRecipients(
       sendId,
       ids.filter((_, index) => statuses[index] === 'active'),
     );
+    // Cancelled while queueing: nothing more is queued (the cancel marked the fan-out done).
+    if (added === 'cancelled') break;
     // Jobs go to every recipient recorded as queued, not just to those active now: a resumed chunk
     // may hold recipients recorded before a crash who have unsubscribed since. Their job marks
     // them skipped; leaving them out would leave the send pending forever.

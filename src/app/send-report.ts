@@ -22,7 +22,7 @@ export interface SendStatusReport extends SendRecord {
 const FAILURES_SHOWN = 20;
 
 /** The latest send of an issue (to a list, if given), or a UserFacingError saying why there is none. */
-async function requireLatestSend(services: SendDeps, issueId: string, list: string | undefined): Promise<string> {
+export async function requireLatestSend(services: Pick<SendDeps, 'config' | 'sends'>, issueId: string, list: string | undefined): Promise<string> {
   const sendId = await services.sends.latestId(issueId, list);
   if (sendId) return sendId;
   await loadIssue(services.config.issuesDir, issueId); // an unknown issue says so, rather than "not sent"

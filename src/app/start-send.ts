@@ -98,6 +98,10 @@ export async function retryFailedRecipients(deps: SendDeps, request: { readonly 
   const sendId = await sends.latestId(request.issueId, request.list);
   if (!sendId) throw new SendRefusedError(`Issue "${request.issueId}" has not been sent to list "${request.list}"; there is nothing to retry.`);
   const record = await sends.get(sendId);
+  // A cancelled send stays cancelled: retrying it would mail recipients ops decided not to mail.
+  if (record?.state === 'cancelled') {
+    throw new SendRefusedError(`Send ${sendId} was cancelled; there is nothing to retry. Send the issue again with --resend if it should go out.`);
+  }
   if (record?.state === 'preparing') {
     throw new SendRefusedError(
       `Send ${sendId} is still being queued (or its queueing was interrupted): run "newsletter send ${request.issueId} --list ${request.list}" to finish queueing it, then retry.`,

@@ -1,3 +1,4 @@
+import { userInfo } from 'node:os';
 import type { EventOutcome } from '../app/delivery-events.ts';
 import type { RecipientProblem, SendStatusReport } from '../app/send-report.ts';
 import type { DeliveryEvent, DeliveryEventKind, Diagnostic } from '../core/delivery-event.ts';
@@ -60,6 +61,15 @@ export function describeProblem(problem: RecipientProblem): string {
   return parts.join('  ');
 }
 
+/** Who runs a command, for a send's stateReason: "cli:<user name>". */
+export function operator(): string {
+  try {
+    return `cli:${userInfo().username}`;
+  } catch {
+    return 'cli';
+  }
+}
+
 /** "12.3 KB (12595 bytes)": sizes the editor compares with Gmail's clipping limit. */
 export function formatBytes(bytes: number): string {
   return `${(bytes / 1024).toFixed(1)} KB (${bytes} bytes)`;
@@ -73,13 +83,21 @@ export function describeSendStatus(report: SendStatusReport): string {
     `  total     ${report.total}`,
     `  accepted  ${report.accepted}   (the SMTP server answered 250; not proof of delivery)`,
     `  failed    ${report.failed}`,
-    `  skipped   ${report.skipped}   (unsubscribed or suppressed after the send was queued)`,
+    `  skipped   ${report.skipped}   (${report.skippedCancelled > 0 ? `${report.skippedCancelled} because the send was cancelled; the others ` : ''}unsubscribed or suppressed after the send was queued)`,
     `  bounced   ${report.bounced}   hard bounces, reported now or later${report.softBounced > 0 ? `; soft bounces ${report.softBounced}` : ''}`,
     `  blocked   ${report.blocked}   (refused for policy or reputation: never suppressed)`,
     `  complained ${report.complained}`,
-    `  pending   ${report.pending}${report.stuck ? `   STUCK: no job is left to serve them; run: newsletter send ${report.issueId} --list ${report.list} --retry-failed` : ''}`,
+    `  pending   ${report.pending}${report.sending > 0 ? `   (${report.sending} being sent right now)` : ''}${report.stuck ? `   STUCK: no job is left to serve them; run: newsletter send ${report.issueId} --list ${report.list} --retry-failed` : ''}`,
     `  started   ${report.createdAt}${report.finishedAt ? `\n  finished  ${report.finishedAt}` : ''}`,
   ];
+  if (report.stateReason) {
+    const { by, who, reason, at } = report.stateReason;
+    lines.splice(2, 0, `  reason    ${printable(reason)} (${by === 'breaker' ? "the send's breaker" : printable(who ?? 'ops')}, ${at})`);
+  }
+  if (report.state === 'paused') lines.push(`  resume it with: newsletter resume ${report.issueId} --list ${report.list}`);
+  for (const held of report.heldDomains) {
+    lines.push(`  held      ${held.domain}: ${printable(held.reason)} (since ${held.at}; newsletter resume releases it)`);
+  }
   if (report.failures.length > 0) {
     lines.push('  failed recipients:');
     for (const failure of report.failures) {

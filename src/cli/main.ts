@@ -87,6 +87,25 @@ export function buildProgram(cli: CliContext): Command {
       (await import('./commands/send.ts')).sendCommand(cli, issueId, options),
     );
 
+  const controlled = (name: string, description: string, withReason: boolean) => {
+    const command = program
+      .command(name)
+      .description(description)
+      .argument('<issue>', 'issue id, e.g. vol-138')
+      .option('--list <name>', 'the send to this list (default: the latest send of the issue)', listName);
+    if (withReason) command.option('--reason <text>', 'why, shown by status and the console');
+    return command;
+  };
+  controlled('pause', 'Pause a running send: no new message starts until resume; other sends go on', true).action(
+    async (issueId: string, options: { list?: string; reason?: string }) => (await import('./commands/pause.ts')).pauseCommand(cli, issueId, options),
+  );
+  controlled('resume', 'Resume a paused send where it stopped; releases domains held by a breaker and re-arms the breakers', false).action(
+    async (issueId: string, options: { list?: string }) => (await import('./commands/resume.ts')).resumeCommand(cli, issueId, options),
+  );
+  controlled('cancel', 'Cancel a send for good: recipients not yet sent are skipped (reason cancelled)', true).action(
+    async (issueId: string, options: { list?: string; reason?: string }) => (await import('./commands/cancel.ts')).cancelCommand(cli, issueId, options),
+  );
+
   program
     .command('worker')
     .description('Run a send worker until SIGTERM or SIGINT; run several processes to send faster')

@@ -3,7 +3,23 @@
  * delivered; `skipped` recipients were suppressed (unsubscribed, bounced, complained) between
  * fan-out and their turn.
  */
-export type SendState = 'preparing' | 'queued' | 'sending' | 'sent' | 'sent-with-failures';
+export type SendState = 'preparing' | 'queued' | 'sending' | 'paused' | 'sent' | 'sent-with-failures' | 'cancelled';
+
+/**
+ * What ops (or a breaker) set on a send: `paused` starts no new message until resumed; `cancelled`
+ * is final, and its recipients not yet sent end as skipped with the reason cancelled.
+ */
+export type SendControl = 'active' | 'paused' | 'cancelled';
+
+/** Who or what paused or cancelled a send, and why: shown by `status` and the console. */
+export interface StateReason {
+  /** `ops` (a person, through the CLI, console or API) or `breaker` (the send paused itself). */
+  readonly by: 'ops' | 'breaker';
+  /** The person, when ops did it (e.g. "cli:alice"). */
+  readonly who?: string | undefined;
+  readonly reason: string;
+  readonly at: string;
+}
 
 /** What happened to one recipient of a send. Only `queued` is not final. */
 export type RecipientState = 'queued' | 'accepted' | 'failed' | 'skipped';
@@ -34,6 +50,7 @@ export interface SendRecordFacts {
    * one place that decides a send is finished (scripts/lib/finish-if-done.lua).
    */
   readonly finished: boolean;
+  readonly control: SendControl;
 }
 
 /** A send's facts with what derives from them. */
@@ -48,7 +65,9 @@ export function computeSendStatus(facts: SendRecordFacts): SendStatus {
   const processed = facts.accepted + facts.failed + facts.skipped;
   const pending = Math.max(0, facts.total - processed);
   let state: SendState;
-  if (!facts.fanOutDone) state = 'preparing';
+  if (facts.control === 'cancelled') state = 'cancelled';
+  else if (facts.control === 'paused' && !facts.finished) state = 'paused';
+  else if (!facts.fanOutDone) state = 'preparing';
   else if (!facts.finished) state = processed === 0 ? 'queued' : 'sending';
   else state = facts.failed > 0 ? 'sent-with-failures' : 'sent';
   return { ...facts, pending, state };
@@ -56,7 +75,7 @@ export function computeSendStatus(facts: SendRecordFacts): SendStatus {
 
 /** Whether a state is final: nothing more will happen unless ops retry the failed recipients. */
 export function isFinalSendState(state: SendState): boolean {
-  return state === 'sent' || state === 'sent-with-failures';
+  return state === 'sent' || state === 'sent-with-failures' || state === 'cancelled';
 }
 
 /** The issue a send belongs to: send ids read "<issue>.<list>.<n>", and issue ids have no dots. */

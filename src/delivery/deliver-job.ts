@@ -1,17 +1,22 @@
 import { DelayedError, RateLimitError, type Job } from 'bullmq';
 import type { Transporter } from 'nodemailer';
 import type { Config } from '../../config/index.ts';
+import type { BreakerKind } from '../core/breaker-policy.ts';
 import { classifySmtpFailure, type SmtpFailureFields } from '../core/classify-failure.ts';
+import { domainOf, isSlowDown } from '../core/pacing-policy.ts';
 import type { RecipientFailure } from '../core/send-status.ts';
 import type { DeliveryEvent } from '../core/delivery-event.ts';
 import type { Logger } from '../logger.ts';
 import { CorruptRecordError } from '../store/records.ts';
+import type { SlotReply } from '../store/pacing-store.ts';
+import { parseClaim, type Claim, type SendControlStore } from '../store/send-control.ts';
 import type { SendJobData } from '../store/send-queue.ts';
 import type { SendStore } from '../store/send-store.ts';
 import type { SubscriberStore } from '../store/subscriber-store.ts';
 import { prepareMessageComposer, type ComposedMessage, type MessageComposer } from './compose-message.ts';
 import { AcceptedButUnrecordedError, PermanentDeliveryError } from './job-errors.ts';
 import { withRetries } from './retry.ts';
+import type { SmtpOutage } from './smtp-outage.ts';
 
 /** What a job did, kept as the job's return value for the dashboard. */
 export type DeliveryOutcome =
@@ -20,6 +25,22 @@ export type DeliveryOutcome =
   | { readonly outcome: 'already-done'; readonly state: string }
   /** Another job serves this recipient now (a repair replaced this one): only that one may send. */
   | { readonly outcome: 'superseded'; readonly by: string };
+
+/**
+ * How long a job of a paused send (or of a domain a breaker holds) is put off before it looks
+ * again. Resume brings these jobs forward at once, so this only bounds the cost of a long pause:
+ * each put-off job is looked at once per interval.
+ */
+export const PAUSED_RECHECK_MS = 5 * 60_000;
+/** A domain slot further away than this puts the job off (freeing the worker for other domains) instead of waiting in-process. */
+export const MAX_IN_PROCESS_WAIT_MS = 1_000;
+/** How long a job waits before looking again at a recipient another worker is sending to. */
+export const CLAIM_RECHECK_MS = 3_000;
+/**
+ * A claim this old is taken over even if its worker still beats: no SMTP transaction lasts this
+ * long (the transport's timeouts end it sooner), so its job ended without recording anything.
+ */
+export const CLAIM_MAX_AGE_MS = 15 * 60_000;
 
 /** A send whose compiled issue is gone: none of its messages can be composed. */
 class MissingCompiledIssueError extends Error {
@@ -56,15 +77,32 @@ export interface DeliveryDeps {
     /** Applies a held event and forgets its record. */
     apply(event: DeliveryEvent, heldAs: string): Promise<unknown>;
   };
+  /** This worker process's id, as its `sending` claims name it; its heartbeat thread keeps it alive in Redis. */
+  readonly workerId: string;
+  /** Pause, cancel, held domains and the `sending` claims (store/send-control.ts). */
+  readonly control: Pick<SendControlStore, 'gate' | 'claim' | 'releaseClaim' | 'workerAlive'>;
+  /** The pacing budgets shared by every worker process (delivery/pacing.ts). */
+  readonly pacing: {
+    /** Reserves a send slot for a message to `domain`; `reservedAt` is the domain slot the job holds already. */
+    reserve(domain: string, reservedAt: number): Promise<SlotReply>;
+    /** The receiver asked us to slow down: its domain waits. Returns the backoff, in ms. */
+    slowDown(domain: string): Promise<number>;
+  };
+  /** Counts an outcome for the send's reputation breakers, which may pause the send or hold a domain. */
+  readonly breakers: { count(sendId: string, outcome: { readonly domain: string; readonly sample: boolean; readonly kind?: BreakerKind }): Promise<void> };
+  /** Recipients this process is sending to right now (acceptanceKey): a claim of ours not among them is stale. */
+  readonly sendingNow: Set<string>;
   /** True once the worker is stopping: a job not yet handed to SMTP goes back to the queue instead. */
   readonly stopping: () => boolean;
   /** Waits between tries to record an outcome: rides out a Redis failover of a few seconds. */
   readonly recordRetryDelaysMs: readonly number[];
   /**
-   * Holds back every worker of the queue for a while (BullMQ's manual rate limit), for when the
-   * SMTP service itself is failing.
+   * Holds back every worker of the queue for a while (BullMQ's manual rate limit): how the SMTP
+   * outage circuit holds the queue (the handler itself never calls it; tests wrap it to see holds).
    */
   readonly pauseSending: (durationMs: number, reason: string) => Promise<void>;
+  /** This process's SMTP outage circuit (delivery/smtp-outage.ts): is the service down, and one probe at a time while it is. */
+  readonly outage: SmtpOutage;
 }
 
 /**
@@ -133,15 +171,28 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       throw failure.permanent ? new PermanentDeliveryError(cause) : new Error(cause);
     };
 
-    // One round trip for the three reads; an unreadable subscriber record only matters if the
-    // recipient is still to be served, so its error waits until the state says so.
-    const [state, assignedJob, subscriberRead] = await Promise.all([
+    /** Puts the job off until later: no attempt is spent (BullMQ's DelayedError). */
+    const putOff = async (ms: number, data?: Partial<SendJobData>): Promise<never> => {
+      if (data) await job.updateData({ ...job.data, ...data });
+      await job.moveToDelayed(Date.now() + ms, token);
+      throw new DelayedError();
+    };
+    const skipCancelled = async (): Promise<DeliveryOutcome> => {
+      await recordFinal(() => sends.markRecipient(sendId, subscriberId, 'skipped', undefined, 'cancelled'), 'the skip');
+      log.info({ outcome: 'skipped', reason: 'cancelled' }, 'skipped: the send was cancelled');
+      return { outcome: 'skipped', reason: 'send cancelled' };
+    };
+
+    // One round trip for the reads; an unreadable subscriber record only matters if the recipient
+    // is still to be served, so its error waits until the state says so.
+    const [state, assignedJob, subscriberRead, gate] = await Promise.all([
       sends.recipientState(sendId, subscriberId),
       sends.assignedJob(sendId, subscriberId),
       subscribers.get(subscriberId).then(
         (value) => ({ value }),
         (error: unknown) => ({ error }),
       ),
+      deps.control.gate(sendId),
     ]);
     if (state !== 'queued') return { outcome: 'already-done', state: state ?? 'unknown' };
     // One job per recipient may send: the one the send's job index names (none named: a send from
@@ -155,6 +206,7 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       log.info({ outcome: 'accepted', late: true }, 'accepted (recorded late)');
       return { outcome: 'already-done', state: 'accepted' };
     }
+    if (gate.control === 'cancelled') return skipCancelled();
     if ('error' in subscriberRead) {
       const { error } = subscriberRead;
       // A record this code can't read (an unknown status, say) is never guessed at: fail this recipient, visibly.
@@ -168,6 +220,10 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       log.info({ outcome: 'skipped', reason }, 'skipped');
       return { outcome: 'skipped', reason };
     }
+    const { email } = subscriber;
+    const domain = domainOf(email);
+    // Paused, or its domain held by a breaker: wait, without spending an attempt or a send slot.
+    if (gate.control === 'paused' || gate.heldDomains.has(domain)) return putOff(PAUSED_RECHECK_MS);
 
     // Loading the send's compiled issue is a Redis read: a transient error there is retried like
     // any other. A stored issue that is missing or unreadable fails the recipient, permanently.
@@ -187,97 +243,174 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       return fail({ permanent: true, code: 'ECOMPOSE', response: (error as Error).message }, `the message could not be composed: ${(error as Error).message}`);
     }
 
-    if (deps.stopping()) {
-      await job.moveToDelayed(Date.now(), token);
-      throw new DelayedError();
-    }
-    let response: string;
-    try {
-      // With a bounce mailbox, ask for failure reports under the signed envelope id (RFC 3461),
-      // with headers only: nodemailer sends it where the server advertises DSN.
-      const dsn = message.envelopeId ? { id: message.envelopeId, return: 'headers' as const, notify: ['failure' as const] } : undefined;
-      response =
-        ((await transport.sendMail({ envelope: message.envelope, raw: message.raw, ...(dsn ? { dsn } : {}) })) as { response?: string }).response ?? '';
-    } catch (error) {
-      const fields = error as SmtpFailureFields;
-      const failure = classifySmtpFailure(fields);
-      // The error code alone can't tell "the server is down" from "the server hung up on this
-      // message", so a fresh connection decides. Down: every job would fail alike, so hold the
-      // queue and put this job back without spending an attempt; an outage of any length delays
-      // the send instead of failing its recipients. Up: it was this message, and it counts.
-      if (failure.scope === 'service' && !(await serviceAnswers(transport))) {
-        await deps.pauseSending(config.send.backoffMs, failure.reason);
-        throw new RateLimitError();
+    // Pacing: a slot under the global ceiling and the domain's, shared by every worker process.
+    // Near: wait here. Far (a busy domain): put the job off until its domain slot, keeping the
+    // reservation, and free this worker for other domains.
+    const slot = await deps.pacing.reserve(domain, job.data.paceSlot ?? 0);
+    if (slot.outcome === 'delay') return putOff(slot.ms, { paceSlot: slot.slot });
+    if (slot.ms > 0) await new Promise((resolve) => setTimeout(resolve, slot.ms));
+
+    // The claim: the last check (still queued, still this job's, not paused, cancelled or held) and
+    // the `sending` mark that keeps any other job from mailing this recipient while this one does.
+    const claim: Claim = { workerId: deps.workerId, at: Date.now(), jobId: job.id ?? '' };
+    let claimed = await deps.control.claim(sendId, subscriberId, { jobId: job.id ?? '', claim, domain });
+    if (claimed[0] === 'claimed-by') {
+      const holder = parseClaim(claimed[1]);
+      const ours = holder?.workerId === deps.workerId;
+      // Our own claim, with nothing of ours sending to this recipient now: left by a job that
+      // ended without recording. Anyone else's: wait while its worker lives (a stalled event loop
+      // included), unless the claim is older than any SMTP transaction can be.
+      const stale = !holder || (ours ? !deps.sendingNow.has(acceptanceKey(sendId, subscriberId)) : Date.now() - holder.at > CLAIM_MAX_AGE_MS);
+      const alive = !stale && (ours || (await deps.control.workerAlive(holder.workerId)));
+      if (alive) {
+        log.info({ claimedBy: holder?.workerId, claimedAt: holder?.at }, 'another worker is sending to this recipient; looking again later');
+        return putOff(CLAIM_RECHECK_MS);
       }
-      const smtp = { code: fields.code, responseCode: fields.responseCode, response: fields.response ?? (error as Error).message };
-      if (!failure.permanent && attempts < (job.opts.attempts ?? 1)) {
-        log.info({ outcome: 'retry', messageId: message.messageId, ...smtp }, failure.reason);
-        throw error;
-      }
-      // The server's rejection is a delivery event like a bounce reported later: the bounce
-      // policy decides (a hard bounce suppresses the address; a block never does). The event is
-      // held durably before anything else is recorded, so a crash can't lose it; its id carries
-      // the job's, so a later --retry-failed round is an event of its own.
-      const event: DeliveryEvent | undefined = failure.bounce
-        ? {
-            id: `smtp.${job.id ?? `${sendId}.${subscriberId}`}`,
-            source: 'smtp',
-            kind: failure.bounce,
-            subscriberId,
-            sendId,
-            diagnostic: { status: failure.status, replyCode: fields.responseCode, text: smtp.response },
-            at: new Date().toISOString(),
-          }
-        : undefined;
-      let heldAs = '';
-      if (event) await recordFinal(async () => (heldAs = await deps.events.hold(event, subscriber.email)), `the ${event.kind} bounce event`);
-      // Whatever the cause, a recipient whose job ends here is recorded as failed, with the reason,
-      // so that a send always completes and ops can see who failed.
-      const cause = `${subscriber.email}: ${failure.reason}`;
-      await recordFailure({ permanent: failure.permanent, ...smtp }, cause, message.messageId);
-      // Applied after the failure is recorded, so that a job put back because that record failed
-      // still sees an active subscriber and records its failure; handed to the late records if
-      // Redis won't take it now (and applied by the report worker from its held record if this
-      // process dies). So a send can show as finished a moment before its last bounces count.
-      if (event) {
-        const apply = () => deps.events.apply(event, heldAs);
-        await record(apply).catch(() => deps.recordLater(apply, { sendId, subscriberId, what: `the ${event.kind} bounce event` }));
-      }
-      throw failure.permanent ? new PermanentDeliveryError(cause) : error;
-    }
-    // The server has the message now. Whatever happens next, this job must not send it again.
-    try {
-      await record(() => sends.markRecipient(sendId, subscriberId, 'accepted'));
-    } catch (recordError) {
-      // Keep trying at once, in the background, and end the job so BullMQ never runs it again.
-      // If its lock lapses before Redis is back, the job may come back: this process knows not to
-      // send it (acceptedUnrecorded), and the record lands as soon as Redis answers.
-      deps.acceptedUnrecorded.add(acceptanceKey(sendId, subscriberId));
-      deps.recordLater(
-        () => sends.markRecipient(sendId, subscriberId, 'accepted').finally(() => deps.acceptedUnrecorded.delete(acceptanceKey(sendId, subscriberId))),
-        {
-          sendId,
-          subscriberId,
-          what: 'an acceptance',
-          urgent: true,
-        },
+      // A worker that seems gone is only taken over at the second look, a heartbeat's lifetime
+      // later: a Redis restart can expire a live worker's key for a moment.
+      if (!stale && job.data.suspectClaim !== claimed[1]) return putOff(CLAIM_RECHECK_MS, { suspectClaim: claimed[1] });
+      log.warn(
+        { claimedBy: holder?.workerId, claimedAt: holder?.at },
+        'taking over the claim of a worker that is gone; if it had the message accepted, this is a duplicate',
       );
-      throw new AcceptedButUnrecordedError((recordError as Error).message);
+      claimed = await deps.control.claim(sendId, subscriberId, { jobId: job.id ?? '', claim, domain, takeOver: claimed[1] });
     }
-    log.info({ outcome: 'accepted', messageId: message.messageId, response }, 'accepted');
-    return { outcome: 'accepted', messageId: message.messageId, response };
+    switch (claimed[0]) {
+      case 'claimed':
+        break;
+      case 'done':
+        return { outcome: 'already-done', state: claimed[1] };
+      case 'superseded':
+        return { outcome: 'superseded', by: claimed[1] };
+      case 'cancelled':
+        return skipCancelled();
+      case 'paused':
+      case 'held':
+        return putOff(PAUSED_RECHECK_MS);
+      case 'claimed-by':
+        return putOff(CLAIM_RECHECK_MS);
+    }
+    const sendingKey = acceptanceKey(sendId, subscriberId);
+    deps.sendingNow.add(sendingKey);
+    // The claim ends with the recipient's final record (the script deletes it). Every other way
+    // out (a retry, the service down, a shutdown, a record put off) gives it up, so the job that
+    // comes back, in any worker, doesn't wait on it; only an acceptance not yet recorded keeps it,
+    // so nobody else sends that message while this process lives.
+    let keepClaim = false;
+    try {
+      return await sendAndRecord();
+    } finally {
+      deps.sendingNow.delete(sendingKey);
+      if (!keepClaim)
+        await deps.control.releaseClaim(sendId, subscriberId, claim).catch((error: unknown) => log.warn({ err: error }, 'could not release the sending claim'));
+    }
+
+    async function sendAndRecord(): Promise<DeliveryOutcome> {
+      if (deps.stopping()) {
+        await job.moveToDelayed(Date.now(), token);
+        throw new DelayedError();
+      }
+      // SMTP outage: while this process knows the service is down, the job goes back to the queue
+      // (held) without touching SMTP or spending an attempt; smtp-outage.ts probes it meanwhile.
+      if (!(await deps.outage.admit())) throw new RateLimitError();
+      let response: string;
+      try {
+        // With a bounce mailbox, ask for failure reports under the signed envelope id (RFC 3461),
+        // with headers only: nodemailer sends it where the server advertises DSN.
+        const dsn = message.envelopeId ? { id: message.envelopeId, return: 'headers' as const, notify: ['failure' as const] } : undefined;
+        response =
+          ((await transport.sendMail({ envelope: message.envelope, raw: message.raw, ...(dsn ? { dsn } : {}) })) as { response?: string }).response ?? '';
+      } catch (error) {
+        const fields = error as SmtpFailureFields;
+        const failure = classifySmtpFailure(fields);
+        // A failure of the service itself (refused, reset, timed out, turned away on connect): the
+        // outage circuit decides, with a fresh connection where the fields can't tell "the server is
+        // down" from "the server hung up on this message". Down: every job would fail alike, so the
+        // queue is held and this job goes back without spending an attempt; an outage of any length
+        // delays the send instead of failing its recipients. Up: it was this message, and it counts.
+        if (failure.scope === 'service' && (await deps.outage.report({ ...failure, code: fields.code, responseCode: fields.responseCode })))
+          throw new RateLimitError();
+        const smtp = { code: fields.code, responseCode: fields.responseCode, response: fields.response ?? (error as Error).message };
+        // "Slow down" from the receiver (421, 4.7.x): its domain waits; this message retries as usual.
+        if (isSlowDown(fields)) {
+          const backoffMs = await deps.pacing.slowDown(domain).catch(() => undefined);
+          log.warn({ domain, backoffMs, ...smtp }, `the receiver asked to slow down: ${domain} waits`);
+        }
+        // A message the receiving server answered (refused) counts for the breakers; its bounce
+        // kind counts when its event is applied below.
+        if (fields.responseCode !== undefined) await countAnswered(false);
+        if (!failure.permanent && attempts < (job.opts.attempts ?? 1)) {
+          log.info({ outcome: 'retry', messageId: message.messageId, ...smtp }, failure.reason);
+          throw error;
+        }
+        // The server's rejection is a delivery event like a bounce reported later: the bounce
+        // policy decides (a hard bounce suppresses the address; a block never does). The event is
+        // held durably before anything else is recorded, so a crash can't lose it; its id carries
+        // the job's, so a later --retry-failed round is an event of its own.
+        const event: DeliveryEvent | undefined = failure.bounce
+          ? {
+              id: `smtp.${job.id ?? `${sendId}.${subscriberId}`}`,
+              source: 'smtp',
+              kind: failure.bounce,
+              subscriberId,
+              sendId,
+              diagnostic: { status: failure.status, replyCode: fields.responseCode, text: smtp.response },
+              at: new Date().toISOString(),
+            }
+          : undefined;
+        let heldAs = '';
+        if (event) await recordFinal(async () => (heldAs = await deps.events.hold(event, email)), `the ${event.kind} bounce event`);
+        // Whatever the cause, a recipient whose job ends here is recorded as failed, with the reason,
+        // so that a send always completes and ops can see who failed.
+        const cause = `${email}: ${failure.reason}`;
+        await recordFailure({ permanent: failure.permanent, ...smtp }, cause, message.messageId);
+        // Applied after the failure is recorded, so that a job put back because that record failed
+        // still sees an active subscriber and records its failure; handed to the late records if
+        // Redis won't take it now (and applied by the report worker from its held record if this
+        // process dies). So a send can show as finished a moment before its last bounces count.
+        if (event) {
+          const apply = () => deps.events.apply(event, heldAs);
+          await record(apply).catch(() => deps.recordLater(apply, { sendId, subscriberId, what: `the ${event.kind} bounce event` }));
+        }
+        throw failure.permanent ? new PermanentDeliveryError(cause) : error;
+      }
+      // The server has the message now. Whatever happens next, this job must not send it again.
+      try {
+        await record(() => sends.markRecipient(sendId, subscriberId, 'accepted'));
+      } catch (recordError) {
+        // Keep trying at once, in the background, and end the job so BullMQ never runs it again.
+        // If its lock lapses before Redis is back, the job may come back: this process knows not to
+        // send it (acceptedUnrecorded), and its claim keeps every other worker from sending it.
+        keepClaim = true;
+        deps.acceptedUnrecorded.add(acceptanceKey(sendId, subscriberId));
+        deps.recordLater(
+          () => sends.markRecipient(sendId, subscriberId, 'accepted').finally(() => deps.acceptedUnrecorded.delete(acceptanceKey(sendId, subscriberId))),
+          {
+            sendId,
+            subscriberId,
+            what: 'an acceptance',
+            urgent: true,
+          },
+        );
+        throw new AcceptedButUnrecordedError((recordError as Error).message);
+      }
+      // Recorded final: the record deleted the claim with the recipient's state.
+      keepClaim = true;
+      await countAnswered(true);
+      log.info({ outcome: 'accepted', messageId: message.messageId, response }, 'accepted');
+      return { outcome: 'accepted', messageId: message.messageId, response };
+    }
+
+    /** Counts a message the receiving server answered for the send's breakers; never fails the job. */
+    async function countAnswered(accepted: boolean): Promise<void> {
+      await deps.breakers
+        .count(sendId, { domain, sample: true })
+        .catch((error: unknown) => log.warn({ err: error, accepted }, 'could not count the message for the breakers'));
+    }
   };
 }
 
 /** Names one recipient of one send in DeliveryDeps.acceptedUnrecorded. */
 export function acceptanceKey(sendId: string, subscriberId: string): string {
   return `${sendId}/${subscriberId}`;
-}
-
-async function serviceAnswers(transport: Transporter): Promise<boolean> {
-  try {
-    return await transport.verify();
-  } catch {
-    return false;
-  }
 }

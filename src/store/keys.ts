@@ -65,6 +65,20 @@ export function redisKeys(prefix: string) {
     sendRequeuePending: (sendId: string) => `${send(sendId)}:requeue-pending`,
     /** Hash: subscriber id → JSON of the last failure. */
     sendFailures: (sendId: string) => `${send(sendId)}:failures`,
+    /**
+     * Hash: subscriber id → "<worker id>|<claimed at, ms>|<job id>" for each recipient a worker is
+     * sending to right now (the `sending` claim): another job for the same recipient waits while
+     * that worker lives. The scripts that record a final state delete the entry.
+     */
+    sendClaims: (sendId: string) => `${send(sendId)}:claims`,
+    /** Hash: recipient domain → JSON of why the breaker holds it (its jobs wait until `resume`). */
+    sendHeldDomains: (sendId: string) => `${send(sendId)}:held-domains`,
+    /**
+     * Hash with a TTL, one per minute: "<scope>|<count>" → n, where scope is * (the whole send) or a
+     * recipient domain, and count is sample (messages answered), hard, complaint or block. The
+     * breakers sum the buckets of their window.
+     */
+    sendBreakerBucket: (sendId: string, minute: number) => `${send(sendId)}:breaker:${minute}`,
     /** Set: ids of the delivery events applied to the send (replays change nothing). */
     sendEventIds: (sendId: string) => `${send(sendId)}:event-ids`,
     /** Hash: "<subscriberId>:<kind>" → 1 for each recipient counted under a kind (bounced, blocked…). */
@@ -77,6 +91,17 @@ export function redisKeys(prefix: string) {
     unmatchedSeen: (id: string) => `${prefix}:reports:unmatched-seen:${id}`,
     /** String with a TTL: a webhook's one-time token already seen (Mailgun), so a replay is refused. */
     webhookToken: (provider: string, token: string) => `${prefix}:webhook-token:${provider}:${token}`,
+    /**
+     * String with a short TTL, renewed every second by a thread of each worker process (so a
+     * stalled event loop still counts as alive): whether the worker that holds a claim lives.
+     */
+    workerAlive: (workerId: string) => `${prefix}:worker-alive:${workerId}`,
+    /** String: the next free send slot (Redis time, ms) of the global ceiling, SEND_RATE_PER_SEC. */
+    paceGlobal: `${prefix}:{pace}:global`,
+    /** Hash: next (the domain's next free slot, ms), backoffUntil and backoffStep (after a "slow down"), for one recipient domain. */
+    paceDomain: (domain: string) => `${prefix}:{pace}:domain:${domain}`,
+    /** Stream: send.started, send.paused, send.resumed, send.cancelled… for the console and outgoing webhooks; capped. */
+    sendEvents: `${prefix}:send-events`,
     /** Sorted set: issue ids that have been sent, scored by the time of their first send (web archive). */
     sentIssues: `${prefix}:issues:sent`,
   } as const;

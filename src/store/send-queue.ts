@@ -10,6 +10,13 @@ export const SEND_QUEUE_NAME = 'newsletter-send';
 export interface SendJobData {
   readonly sendId: string;
   readonly subscriberId: string;
+  /**
+   * The recipient domain's send slot (Redis time, ms) this job reserved before it was put off
+   * until then: when it comes back it is not charged the domain's budget again.
+   */
+  readonly paceSlot?: number;
+  /** A claim on the recipient whose worker seemed dead at the first look; taken over if it still is at the next. */
+  readonly suspectClaim?: string;
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { compiledIssueSchema, type CompiledIssue } from '../core/compiled-issue.ts';
-import { computeSendStatus, type RecipientFailure, type RecipientState, type SendStatus } from '../core/send-status.ts';
+import { computeSendStatus, type RecipientFailure, type RecipientState, type SendStatus, type StateReason } from '../core/send-status.ts';
 import { redisKeys, type RedisKeys } from './keys.ts';
 import { takeLease, type Lease } from './lease.ts';
 import { parseJson, parseRecord } from './records.ts';
@@ -26,7 +26,23 @@ export interface SendRecord extends SendStatus {
   readonly blocked: number;
   readonly complained: number;
   readonly unsubscribed: number;
+  /** Who or what paused or cancelled the send, and why (undefined while it runs). */
+  readonly stateReason: StateReason | undefined;
+  /** Recipient domains a breaker holds: their jobs wait until `resume`. */
+  readonly heldDomains: readonly ({ readonly domain: string } & StateReason)[];
+  /** Recipients a worker is sending to right now (their `sending` claim). */
+  readonly sending: number;
+  /** Of the skipped recipients, those skipped because the send was cancelled. */
+  readonly skippedCancelled: number;
 }
+
+/** A stateReason as stored (JSON in the send hash or the held-domains hash). */
+export const stateReasonSchema = z.object({
+  by: z.enum(['ops', 'breaker']),
+  who: z.string().optional(),
+  reason: z.string(),
+  at: z.string(),
+});
 
 const count = z.coerce.number().int().nonnegative().default(0);
 
@@ -48,6 +64,9 @@ const sendHashSchema = z.object({
   blocked: count,
   complained: count,
   unsubscribed: count,
+  control: z.enum(['paused', 'cancelled']).optional(),
+  stateReason: z.string().optional(),
+  'skipped:cancelled': count,
 });
 
 /** A recipient's failure as stored (JSON in the failures hash). */
@@ -130,10 +149,18 @@ export class SendStore {
   /** The send with its counters and derived state: two reads, whatever the send's size. */
   async get(sendId: string): Promise<SendRecord | undefined> {
     // One transaction, so the counters and the total are of the same moment (the keys share a hash tag).
-    const replies = (await this.redis.multi().hgetall(this.keys.send(sendId)).hlen(this.keys.sendRecipients(sendId)).exec()) ?? [];
+    const replies =
+      (await this.redis
+        .multi()
+        .hgetall(this.keys.send(sendId))
+        .hlen(this.keys.sendRecipients(sendId))
+        .hlen(this.keys.sendClaims(sendId))
+        .hgetall(this.keys.sendHeldDomains(sendId))
+        .exec()) ?? [];
     for (const [error] of replies) if (error) throw error;
     const hash = (replies[0]?.[1] ?? {}) as Record<string, string>;
     const total = Number(replies[1]?.[1] ?? 0);
+    const held = (replies[3]?.[1] ?? {}) as Record<string, string>;
     if (Object.keys(hash).length === 0) return undefined;
     const stored = parseRecord(sendHashSchema, hash, `The record of send ${sendId}`);
     const status = computeSendStatus({
@@ -143,6 +170,7 @@ export class SendStore {
       skipped: stored.skipped,
       fanOutDone: stored.fanOutDoneAt !== undefined,
       finished: stored.finishedAt !== undefined,
+      control: stored.control ?? 'active',
     });
     return {
       ...status,
@@ -158,6 +186,13 @@ export class SendStore {
       blocked: stored.blocked,
       complained: stored.complained,
       unsubscribed: stored.unsubscribed,
+      stateReason:
+        stored.stateReason === undefined ? undefined : parseRecord(stateReasonSchema, parseJson(stored.stateReason), `The state reason of send ${sendId}`),
+      heldDomains: Object.entries(held)
+        .map(([domain, json]) => ({ domain, ...parseRecord(stateReasonSchema, parseJson(json), `The hold of ${domain} on send ${sendId}`) }))
+        .sort((a, b) => a.domain.localeCompare(b.domain)),
+      sending: Number(replies[2]?.[1] ?? 0),
+      skippedCancelled: stored['skipped:cancelled'],
     };
   }
 
@@ -193,11 +228,16 @@ export class SendStore {
    * before their jobs are added: a crash in between leaves them queued, and the resumed fan-out
    * adds the jobs.
    */
-  async addRecipients(sendId: string, subscriberIds: readonly string[]): Promise<void> {
-    if (subscriberIds.length === 0) return;
-    const pipeline = this.redis.pipeline();
-    for (const id of subscriberIds) pipeline.hsetnx(this.keys.sendRecipients(sendId), id, 'queued');
-    await pipeline.exec();
+  async addRecipients(sendId: string, subscriberIds: readonly string[]): Promise<'added' | 'cancelled'> {
+    if (subscriberIds.length === 0) return 'added';
+    const added = await runScript(
+      this.redis,
+      'addRecipients',
+      { send: this.keys.send(sendId), recipients: this.keys.sendRecipients(sendId) },
+      {},
+      { argv: subscriberIds },
+    );
+    return added === 1 ? 'added' : 'cancelled';
   }
 
   async advanceFanOutCursor(sendId: string, cursor: number): Promise<void> {
@@ -233,7 +273,14 @@ export class SendStore {
    * Moves a recipient from queued to a final state. Returns false when it was not queued (already
    * final), so the caller knows nothing was counted.
    */
-  async markRecipient(sendId: string, subscriberId: string, state: Exclude<RecipientState, 'queued'>, failure?: RecipientFailure): Promise<boolean> {
+  async markRecipient(
+    sendId: string,
+    subscriberId: string,
+    state: Exclude<RecipientState, 'queued'>,
+    failure?: RecipientFailure,
+    /** Why a recipient was skipped, counted apart on the send (e.g. cancelled). */
+    reason?: string,
+  ): Promise<boolean> {
     const previous = await runScript(
       this.redis,
       'markRecipient',
@@ -242,8 +289,9 @@ export class SendStore {
         recipients: this.keys.sendRecipients(sendId),
         failures: this.keys.sendFailures(sendId),
         queuedJobs: this.keys.sendQueuedJobs(sendId),
+        claims: this.keys.sendClaims(sendId),
       },
-      { subscriberId, state, now: new Date().toISOString(), failure: failure ? JSON.stringify(failure) : '' },
+      { subscriberId, state, now: new Date().toISOString(), failure: failure ? JSON.stringify(failure) : '', reason: reason ?? '' },
     );
     return previous === 'queued';
   }

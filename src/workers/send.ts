@@ -1,15 +1,19 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config } from '../../config/index.ts';
 import { applyHeldEvent, holdEvent } from '../app/delivery-events.ts';
-import { createDeliveryHandler, type DeliveryDeps, type DeliveryOutcome } from '../delivery/deliver-job.ts';
+import { countForBreakers } from '../app/send-control.ts';
+import { intervalMs } from '../core/pacing-policy.ts';
+import { createDeliveryHandler, MAX_IN_PROCESS_WAIT_MS, type DeliveryDeps, type DeliveryOutcome } from '../delivery/deliver-job.ts';
 import { AcceptedButUnrecordedError } from '../delivery/job-errors.ts';
 import { withRetries } from '../delivery/retry.ts';
-import { createSmtpTransport } from '../delivery/smtp-transport.ts';
+import { createSmtpOutage } from '../delivery/smtp-outage.ts';
+import { createSmtpTransport, SMTP_TIMEOUTS } from '../delivery/smtp-transport.ts';
 import type { Logger } from '../logger.ts';
 import { openServices } from '../services.ts';
 import { connectionErrorLogger, connectRedis } from '../store/connection.ts';
 import { redisKeys } from '../store/keys.ts';
 import { SEND_QUEUE_NAME, type SendJobData } from '../store/send-queue.ts';
+import { startHeartbeat } from './heartbeat.ts';
 import { startReportWorker } from './reports.ts';
 
 /** A running send worker. */
@@ -91,13 +95,44 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
   const services = await openServices(config, { autoPipelining: true, ...(options.logger ? { logger: options.logger } : {}) });
   const { logger, sends, queue } = services;
   const blocking = await connectRedis(config.redis.url, { blocking: true, logger });
+  // Keeps this process's claims on recipients alive, on a thread of its own (see heartbeat-thread.mjs).
+  const heartbeat = await startHeartbeat({ redisUrl: config.redis.url, key: services.control.keys.workerAlive, logger });
   const transport = createSmtpTransport(config.smtp);
-  let pausedUntil = 0;
+  // While the SMTP service is down: the queue held in every process, one probe at a time from
+  // here, with a backoff from 500 ms up to SMTP_OUTAGE_MAX_BACKOFF_MS (delivery/smtp-outage.ts).
+  const outage = createSmtpOutage({
+    logger,
+    maxBackoffMs: config.pacing.outageMaxBackoffMs,
+    // A probe is one session set up (connect, greeting, EHLO): the transport's own bound for that.
+    probeTimeoutMs: SMTP_TIMEOUTS.connectionMs,
+    probe: () => transport.verify(),
+    // Through the handler's deps (declared below, called only once jobs run), so a test that wraps pauseSending sees every hold.
+    hold: (durationMs, reason) => deps.pauseSending(durationMs, reason),
+    release: () => queue.removeRateLimitKey(),
+    // Only a manual hold sets the limiter key to this value; a pacing limiter's count never reaches it.
+    heldForMs: () => queue.getRateLimitTtl(Number.MAX_SAFE_INTEGER),
+  });
   let stopping = false;
   const acceptedUnrecorded = new Set<string>();
   const lateRecords = new LateRecords(logger, options.lateRecordRetryDelaysMs ?? LATE_RECORD_RETRY_DELAYS_MS);
+  const globalIntervalMs = intervalMs(config.pacing.ratePerSec);
   const baseDeps: DeliveryDeps = {
     acceptedUnrecorded,
+    workerId: heartbeat.workerId,
+    sendingNow: new Set(),
+    control: services.control,
+    pacing: {
+      reserve: (domain, reservedAt) =>
+        services.pacing.reserve({
+          domain,
+          globalIntervalMs,
+          domainIntervalMs: intervalMs(config.pacing.domainRates[domain]),
+          reservedAt,
+          maxWaitMs: MAX_IN_PROCESS_WAIT_MS,
+        }),
+      slowDown: (domain) => services.pacing.slowDown(domain, config.pacing.domainBackoffMs),
+    },
+    breakers: { count: (sendId, outcome) => countForBreakers(services, sendId, outcome) },
     recordLater: (write, context) => lateRecords.add(write, context),
     stopping: () => stopping,
     config,
@@ -110,11 +145,8 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
       apply: (event, heldAs) => applyHeldEvent(services, event, heldAs),
     },
     recordRetryDelaysMs: options.recordRetryDelaysMs ?? RECORD_RETRY_DELAYS_MS,
-    async pauseSending(durationMs, reason) {
-      if (Date.now() >= pausedUntil) logger.warn({ reason, holdMs: durationMs }, 'SMTP service unavailable; holding the queue');
-      pausedUntil = Date.now() + durationMs;
-      await queue.rateLimit(durationMs);
-    },
+    pauseSending: (durationMs) => queue.rateLimit(durationMs),
+    outage,
   };
   const deps = options.wrapDeps ? options.wrapDeps(baseDeps) : baseDeps;
   const handle = createDeliveryHandler(deps);
@@ -142,6 +174,9 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
     // No real limit: BullMQ 6 only honours a manual queue.rateLimit() (our hold while the SMTP
     // service is down) in workers that have a limiter, so every worker process gets one.
     limiter: { max: Number.MAX_SAFE_INTEGER, duration: 1_000 },
+    // A worker told to wait for a hold sleeps at most this long before it asks Redis again: when a
+    // probe ends the hold early, every process is sending again within half a second.
+    maximumRateLimitDelay: 500,
   });
   // BullMQ duplicates the blocking connection; without these, a Redis restart prints raw stacks.
   worker.on('error', connectionErrorLogger(logger, 'send worker'));
@@ -196,7 +231,9 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
         clearTimeout(timer);
         // Late records get what is left of the shutdown budget, then are logged as unrecorded.
         await lateRecords.settle(Math.max(1_000, deadline - Date.now()));
+        await outage.close();
         transport.close();
+        await heartbeat.stop();
         await services.close();
         blocking.disconnect();
         return { handedBack: outcome === 'timeout' };

@@ -188,7 +188,8 @@ describe('delivery failures', () => {
   it('retries a temporary 451 with backoff and then delivers once', async () => {
     let rejectionsLeft = 2;
     const harness = await createHarness('tempfail', {
-      config: { SEND_BACKOFF_MS: '20' },
+      // A 4.7.x answer also backs the recipient's domain off (a "slow down"): kept short here.
+      config: { SEND_BACKOFF_MS: '20', DOMAIN_BACKOFF_MS: '50' },
       rejectRecipient: (address) => {
         if (address !== 'reader1@example.org' || rejectionsLeft === 0) return undefined;
         rejectionsLeft -= 1;

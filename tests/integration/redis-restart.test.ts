@@ -59,6 +59,7 @@ describe('a Redis restart during a send', () => {
       // connection, on the same reconnect schedule as the worker's, counts them.
       const beforeRestart = await services.sends.get(sendId);
       const refused = countRefusedReconnects(services);
+      const stoppedAt = Date.now();
       await redis.stop();
       await worker.waitForOutput(new RegExp(LOST.replace(/[.;]/g, '\\$&')), 10_000, 'stderr');
       await waitFor(
@@ -67,7 +68,9 @@ describe('a Redis restart during a send', () => {
         () => `this test's connection saw ${refused.count} refused reconnects`,
       );
       refused.stop();
+      const downForMs = Date.now() - stoppedAt;
       await redis.start();
+      const restartedAt = Date.now();
 
       const record = await waitFor(
         async () => {
@@ -79,6 +82,7 @@ describe('a Redis restart during a send', () => {
         50,
       );
 
+      const finishedAfterMs = Date.now() - restartedAt;
       // The restart happened mid-send, and the worker lived through it.
       expect(beforeRestart?.accepted).toBeGreaterThanOrEqual(50);
       expect(beforeRestart?.pending).toBeGreaterThan(0);
@@ -101,6 +105,11 @@ describe('a Redis restart during a send', () => {
           return true;
         }
       });
+      console.info(
+        `redis-restart: ${subscribers} subscribers, ${recipients.length} messages sent, ${subscribers - new Set(recipients).size} lost, ` +
+          `${recipients.length - new Set(recipients).size} duplicated; Redis down ${downForMs} ms at ${beforeRestart?.accepted} accepted, ` +
+          `send finished ${finishedAfterMs} ms after it was back`,
+      );
       console.info(`redis-restart: worker stderr had ${lines.length} lines, ${unstructured.length} not JSON; messages: ${JSON.stringify(summarise(lines))}`);
       expect(stderr).not.toMatch(/^\s+at /m);
       expect(stderr).not.toContain('Unhandled error event');
@@ -118,6 +127,69 @@ describe('a Redis restart during a send', () => {
       await worker?.kill('SIGKILL');
       // Before this test's Redis goes away (onTestFinished hooks of the harness and of Redis
       // run after this, in whichever order).
+      await harness.close();
+    }
+  });
+});
+
+describe('a long Redis outage with two workers', () => {
+  it("outlasting the workers' heartbeats and job locks (AOF on): both reconnect, nobody is lost, nobody mailed twice", async () => {
+    const redis = await startRestartableRedis();
+    const harness = await createHarness('redis-outage-two', {
+      acceptDelayMs: 20,
+      config: { REDIS_URL: redis.url, WORKER_CONCURRENCY: '10', SMTP_POOL_SIZE: '5' },
+    });
+    const { services } = harness;
+    const subscribers = 600;
+    await seedSubscribers(services, subscribers);
+    const { sendId } = await harness.send('vol-138');
+    const progress = async () => JSON.stringify(await readSend(services, sendId));
+    const workers: WorkerProcess[] = [];
+    try {
+      const env = workerEnv(harness.config, { LOG_LEVEL: 'warn' });
+      workers.push(...(await Promise.all([spawnWorker(env), spawnWorker(env)])));
+      await waitFor(async () => ((await readSend(services, sendId))?.accepted ?? 0) >= 100, 20_000, progress, 10);
+      const beforeRestart = await services.sends.get(sendId);
+      // Down for longer than a heartbeat key lives (3 s) and a job's lock (5 s, the default): this
+      // test's connection retries on the workers' schedule (200 ms more each time, up to 2 s), so
+      // seven refused reconnects take about 6 s.
+      const refused = countRefusedReconnects(services);
+      const stoppedAt = Date.now();
+      await redis.stop();
+      await waitFor(
+        () => refused.count >= 7,
+        20_000,
+        () => `this test's connection saw ${refused.count} refused reconnects`,
+        50,
+      );
+      refused.stop();
+      const downForMs = Date.now() - stoppedAt;
+      await redis.start();
+      const restartedAt = Date.now();
+      const record = await waitFor(
+        async () => {
+          const current = await readSend(services, sendId);
+          return current && isFinalSendState(current.state) ? current : undefined;
+        },
+        60_000,
+        progress,
+        50,
+      );
+      const finishedAfterMs = Date.now() - restartedAt;
+
+      expect(downForMs).toBeGreaterThan(5_000);
+      expect(beforeRestart?.pending).toBeGreaterThan(0);
+      for (const worker of workers) expect(worker.child.exitCode).toBeNull();
+      expect(record).toMatchObject({ state: 'sent', total: subscribers, accepted: subscribers, failed: 0, pending: 0 });
+      const recipients = harness.received.map((message) => message.recipients[0]);
+      expect(new Set(recipients).size).toBe(subscribers);
+      expect(recipients).toHaveLength(subscribers);
+      console.info(
+        `redis-outage: two workers, ${subscribers} subscribers, ${recipients.length} messages sent, 0 lost, ${recipients.length - subscribers} duplicated; ` +
+          `Redis down ${downForMs} ms at ${beforeRestart?.accepted} accepted, send finished ${finishedAfterMs} ms after it was back`,
+      );
+    } finally {
+      await Promise.all(workers.map((worker) => worker.kill('SIGKILL')));
       await harness.close();
     }
   });

@@ -73,9 +73,15 @@ export function workerEnv(config: Config, overrides: Record<string, string> = {}
  */
 export async function spawnWorker(
   env: Record<string, string>,
-  options: { readyTimeoutMs?: number; /** Sees the process as soon as it is spawned, before it is ready. */ onSpawn?: (worker: WorkerProcess) => void } = {},
+  options: {
+    readyTimeoutMs?: number;
+    /** Sees the process as soon as it is spawned, before it is ready. */
+    onSpawn?: (worker: WorkerProcess) => void;
+    /** What node runs instead of `bin/newsletter.js worker`: a test's own worker script (it must print "worker <pid> running"). */
+    args?: readonly string[];
+  } = {},
 ): Promise<WorkerProcess> {
-  const child = spawn(process.execPath, [CLI, 'worker'], { cwd: PROJECT_ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...(options.args ?? [CLI, 'worker'])], { cwd: PROJECT_ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   const watchers = new Set<() => void>();

@@ -40,13 +40,20 @@ describe('config', () => {
 });
 
 describe('computeSendStatus', () => {
-  const facts = { total: 10, accepted: 0, failed: 0, skipped: 0, fanOutDone: true, finished: false };
+  const facts = { total: 10, accepted: 0, failed: 0, skipped: 0, fanOutDone: true, finished: false, control: 'active' as const };
   it.each([
     [{ ...facts, fanOutDone: false }, 'preparing', 10],
     [facts, 'queued', 10],
     [{ ...facts, accepted: 4, failed: 1 }, 'sending', 5],
     [{ ...facts, accepted: 9, skipped: 1, finished: true }, 'sent', 0],
     [{ ...facts, accepted: 8, failed: 2, finished: true }, 'sent-with-failures', 0],
+    [{ ...facts, accepted: 4, control: 'paused' as const }, 'paused', 6],
+    [{ ...facts, fanOutDone: false, control: 'paused' as const }, 'paused', 10],
+    // A pause that came as the last recipient finished: the send is done, not paused.
+    [{ ...facts, accepted: 10, finished: true, control: 'paused' as const }, 'sent', 0],
+    [{ ...facts, accepted: 4, skipped: 6, finished: true, control: 'cancelled' as const }, 'cancelled', 0],
+    // Cancelled with a message still in flight: final for ops, the last record comes in later.
+    [{ ...facts, accepted: 4, skipped: 5, control: 'cancelled' as const }, 'cancelled', 1],
   ])('%j is %s with %d pending', (input, state, pending) => {
     expect(computeSendStatus(input)).toMatchObject({ state, pending });
   });

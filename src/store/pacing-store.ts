@@ -1,0 +1,54 @@
+import type { Redis } from 'ioredis';
+import { redisKeys, type RedisKeys } from './keys.ts';
+import { defineScripts, runScript } from './scripts.ts';
+
+/** What the pacing budgets allow a message now: wait this long in-process, or put the job off. */
+export interface SlotReply {
+  readonly outcome: 'wait' | 'delay';
+  /** How long from now. */
+  readonly ms: number;
+  /** The slot, in Redis time (ms): what a job put off keeps as its reservation. */
+  readonly slot: number;
+}
+
+/** The pacing budgets every worker process shares, in Redis (reserve-slot.lua, slow-down.lua). */
+export class PacingStore {
+  readonly keys: RedisKeys;
+
+  constructor(
+    private readonly redis: Redis,
+    prefix: string,
+  ) {
+    this.keys = redisKeys(prefix);
+    defineScripts(redis);
+  }
+
+  /** Reserves a send slot for a message to `domain`; see reserve-slot.lua. */
+  async reserve(request: {
+    readonly domain: string;
+    readonly globalIntervalMs: number;
+    readonly domainIntervalMs: number;
+    /** The domain slot the job reserved before it was put off (0: none). */
+    readonly reservedAt: number;
+    readonly maxWaitMs: number;
+  }): Promise<SlotReply> {
+    const [outcome, ms, slot] = await runScript(
+      this.redis,
+      'reserveSlot',
+      { global: this.keys.paceGlobal, domain: this.keys.paceDomain(request.domain) },
+      { globalIntervalMs: request.globalIntervalMs, domainIntervalMs: request.domainIntervalMs, reservedAt: request.reservedAt, maxWaitMs: request.maxWaitMs },
+    );
+    return { outcome, ms: Math.max(0, ms), slot };
+  }
+
+  /** A receiver asked to slow down: backs its domain off; returns the backoff in ms. */
+  async slowDown(domain: string, baseMs: number): Promise<number> {
+    return runScript(this.redis, 'slowDown', { domain: this.keys.paceDomain(domain) }, { baseMs });
+  }
+
+  /** The Redis clock, ms (the clock slots are reserved in). */
+  async now(): Promise<number> {
+    const [seconds, micros] = await this.redis.time();
+    return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+  }
+}

@@ -1,0 +1,21 @@
+-- slow-down: a receiver answered "slow down" (421, or a 4.7.x status) for a domain: nothing more
+-- goes to it until the backoff ends. The backoff doubles while the domain keeps answering so (up
+-- to 16 times the base), and starts again from the base once it has been quiet for twice the
+-- last backoff.
+-- KEYS: domain
+-- ARGV: baseMs
+-- Returns the backoff, in ms
+local domainKey, base = KEYS[1], tonumber(ARGV[1])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local fields = redis.call('HMGET', domainKey, 'backoffStep', 'lastSlowDown', 'backoffUntil')
+local step, last, untilMs = tonumber(fields[1] or '0'), tonumber(fields[2] or '0'), tonumber(fields[3] or '0')
+local previous = base * 2 ^ math.max(step - 1, 0)
+if now - last > 2 * previous then step = 0 end
+-- Several jobs of the domain hear the same answer at once: one backoff, not one each.
+if untilMs > now and now - last < 1000 then return untilMs - now end
+step = math.min(step + 1, 5)
+local backoff = base * 2 ^ (step - 1)
+redis.call('HSET', domainKey, 'backoffStep', step, 'lastSlowDown', now, 'backoffUntil', now + backoff)
+redis.call('PEXPIRE', domainKey, backoff * 4 + 3600000)
+return backoff

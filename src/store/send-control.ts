@@ -1,0 +1,207 @@
+import type { Redis } from 'ioredis';
+import { breakerMinutes, type BreakerCounts, type BreakerKind } from '../core/breaker-policy.ts';
+import type { SendControl, StateReason } from '../core/send-status.ts';
+import { redisKeys, type RedisKeys } from './keys.ts';
+import { defineScripts, runScript, type ReplyOf } from './scripts.ts';
+
+/** A `sending` claim: which worker process holds a recipient, since when, for which job. */
+export interface Claim {
+  readonly workerId: string;
+  readonly at: number;
+  readonly jobId: string;
+}
+
+/** Claims are stored as "<worker id>|<claimed at, ms>|<job id>" (worker ids have no '|'). */
+export function formatClaim(claim: Claim): string {
+  return `${claim.workerId}|${claim.at}|${claim.jobId}`;
+}
+
+export function parseClaim(value: string): Claim | undefined {
+  const [workerId, at, ...jobId] = value.split('|');
+  if (!workerId || !at || !/^\d+$/.test(at)) return undefined;
+  return { workerId, at: Number(at), jobId: jobId.join('|') };
+}
+
+/** What the claim script found. */
+export type ClaimOutcome = ReplyOf<'claimRecipient'>;
+
+/** What a pause, resume or cancel did. */
+export type ControlOutcome = ReplyOf<'setSendControl'>;
+
+/** The breaker counts after one outcome was counted, for the send and for the recipient's domain. */
+export interface BreakerReading {
+  readonly control: string;
+  readonly domainHeld: boolean;
+  readonly send: BreakerCounts;
+  readonly domain: BreakerCounts;
+}
+
+/** A send event for the console and outgoing webhooks (work item #6 reads the stream). */
+export interface SendEvent {
+  readonly type: 'send.paused' | 'send.resumed' | 'send.cancelled' | 'send.domain-held';
+  readonly sendId: string;
+  readonly [field: string]: string;
+}
+
+/** How many send events the stream keeps (approximately: MAXLEN ~). */
+const SEND_EVENTS_KEPT = 10_000;
+
+/**
+ * Send control in Redis: pause, resume and cancel; the `sending` claims that keep two workers from
+ * mailing one recipient; the breaker counts and the domains a breaker holds; the send event stream.
+ */
+export class SendControlStore {
+  readonly keys: RedisKeys;
+
+  constructor(
+    private readonly redis: Redis,
+    prefix: string,
+  ) {
+    this.keys = redisKeys(prefix);
+    defineScripts(redis);
+  }
+
+  /** The last check before SMTP, and the claim: see claim-recipient.lua. */
+  async claim(
+    sendId: string,
+    subscriberId: string,
+    request: { readonly jobId: string; readonly claim: Claim; readonly domain: string; readonly takeOver?: string | undefined },
+  ): Promise<ClaimOutcome> {
+    return runScript(
+      this.redis,
+      'claimRecipient',
+      {
+        send: this.keys.send(sendId),
+        recipients: this.keys.sendRecipients(sendId),
+        queuedJobs: this.keys.sendQueuedJobs(sendId),
+        claims: this.keys.sendClaims(sendId),
+        heldDomains: this.keys.sendHeldDomains(sendId),
+      },
+      { subscriberId, jobId: request.jobId, claim: formatClaim(request.claim), domain: request.domain, takeOver: request.takeOver ?? '' },
+    );
+  }
+
+  /**
+   * What a job checks first, in one round trip: whether the send is paused or cancelled, and the
+   * domains its breakers hold (a handful at most). The claim checks both again, atomically.
+   */
+  async gate(sendId: string): Promise<{ control: SendControl; heldDomains: ReadonlySet<string> }> {
+    const [control, held] = await Promise.all([this.redis.hget(this.keys.send(sendId), 'control'), this.redis.hkeys(this.keys.sendHeldDomains(sendId))]);
+    return { control: control === 'paused' || control === 'cancelled' ? control : 'active', heldDomains: new Set(held) };
+  }
+
+  /** Gives up a claim, if it is still this one. */
+  async releaseClaim(sendId: string, subscriberId: string, claim: Claim): Promise<boolean> {
+    return (await runScript(this.redis, 'releaseClaim', { claims: this.keys.sendClaims(sendId) }, { subscriberId, claim: formatClaim(claim) })) === 1;
+  }
+
+  /** Whether a worker process still beats (its heartbeat thread renews the key every second). */
+  async workerAlive(workerId: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.workerAlive(workerId))) === 1;
+  }
+
+  /** The claims held now, by recipient (a few dozen per worker: what is in flight). */
+  async claims(sendId: string): Promise<Map<string, Claim>> {
+    const entries = await this.redis.hgetall(this.keys.sendClaims(sendId));
+    const claims = new Map<string, Claim>();
+    for (const [subscriberId, value] of Object.entries(entries)) {
+      const claim = parseClaim(value);
+      if (claim) claims.set(subscriberId, claim);
+    }
+    return claims;
+  }
+
+  /**
+   * Pauses, resumes or cancels a send (set-send-control.lua). Resume also deletes the breaker
+   * buckets of the window, which re-arms the breakers.
+   */
+  async setControl(sendId: string, action: 'pause' | 'resume' | 'cancel', reason: StateReason | undefined, windowMinutes: number): Promise<ControlOutcome> {
+    return runScript(
+      this.redis,
+      'setSendControl',
+      { send: this.keys.send(sendId), recipients: this.keys.sendRecipients(sendId), heldDomains: this.keys.sendHeldDomains(sendId) },
+      { action, reason: reason ? JSON.stringify(reason) : '', now: new Date().toISOString() },
+      { keys: action === 'resume' ? this.bucketKeys(sendId, windowMinutes) : [] },
+    );
+  }
+
+  /** One page of a cancelled send's recipients: the queued, unclaimed ones end as skipped (cancelled). Returns their job ids. */
+  async cancelRecipients(sendId: string, subscriberIds: readonly string[]): Promise<{ subscriberId: string; jobId: string }[]> {
+    if (subscriberIds.length === 0) return [];
+    const flat = await runScript(
+      this.redis,
+      'cancelRecipients',
+      {
+        send: this.keys.send(sendId),
+        recipients: this.keys.sendRecipients(sendId),
+        queuedJobs: this.keys.sendQueuedJobs(sendId),
+        claims: this.keys.sendClaims(sendId),
+      },
+      { now: new Date().toISOString() },
+      { argv: subscriberIds },
+    );
+    const skipped: { subscriberId: string; jobId: string }[] = [];
+    for (let index = 0; index + 1 < flat.length; index += 2) skipped.push({ subscriberId: flat[index]!, jobId: flat[index + 1]! });
+    return skipped;
+  }
+
+  /** Recipient ids of a send, a page at a time (HSCAN of its recipients); '0' ends. */
+  async recipientsPage(sendId: string, cursor: string, count = 500): Promise<{ cursor: string; subscriberIds: string[] }> {
+    const [next, flat] = await this.redis.hscan(this.keys.sendRecipients(sendId), cursor, 'COUNT', count);
+    return { cursor: next, subscriberIds: flat.filter((_, index) => index % 2 === 0) };
+  }
+
+  /**
+   * Counts one outcome for the breakers (breaker-count.lua) and returns the window's counts: a
+   * message answered (`sample`), and/or an event of a kind the breakers watch.
+   */
+  async countForBreakers(
+    sendId: string,
+    outcome: { readonly domain: string; readonly sample: boolean; readonly kind?: BreakerKind | undefined },
+    windowMinutes: number,
+  ): Promise<BreakerReading> {
+    const [control, held, ...sums] = await runScript(
+      this.redis,
+      'breakerCount',
+      { send: this.keys.send(sendId), heldDomains: this.keys.sendHeldDomains(sendId) },
+      { domain: outcome.domain, sample: outcome.sample ? 1 : 0, kind: outcome.kind ?? '', ttlSeconds: (windowMinutes + 1) * 60 },
+      { keys: this.bucketKeys(sendId, windowMinutes) },
+    );
+    const counts = (offset: number): BreakerCounts => ({
+      sample: sums[offset] ?? 0,
+      hard: sums[offset + 1] ?? 0,
+      complaint: sums[offset + 2] ?? 0,
+      block: sums[offset + 3] ?? 0,
+    });
+    return { control, domainHeld: held === 1, send: counts(0), domain: counts(4) };
+  }
+
+  /** A breaker holds one domain of the send; false when it was held already (or the send is cancelled). */
+  async holdDomain(sendId: string, domain: string, reason: StateReason): Promise<boolean> {
+    return (
+      (await runScript(
+        this.redis,
+        'holdDomain',
+        { send: this.keys.send(sendId), heldDomains: this.keys.sendHeldDomains(sendId) },
+        { domain, reason: JSON.stringify(reason) },
+      )) === 1
+    );
+  }
+
+  /** Adds an event to the send event stream (capped), for the console and outgoing webhooks. */
+  async publish(event: SendEvent): Promise<void> {
+    await this.redis.xadd(this.keys.sendEvents, 'MAXLEN', '~', SEND_EVENTS_KEPT, '*', ...Object.entries({ ...event, at: new Date().toISOString() }).flat());
+  }
+
+  /** The latest send events, newest last. */
+  async recentEvents(count = 100): Promise<Record<string, string>[]> {
+    const entries = await this.redis.xrevrange(this.keys.sendEvents, '+', '-', 'COUNT', count);
+    return entries
+      .reverse()
+      .map(([, fields]) => Object.fromEntries(fields.flatMap((_, index) => (index % 2 === 0 ? [[fields[index]!, fields[index + 1] ?? '']] : []))));
+  }
+
+  private bucketKeys(sendId: string, windowMinutes: number): string[] {
+    return breakerMinutes(Date.now(), windowMinutes).map((minute) => this.keys.sendBreakerBucket(sendId, minute));
+  }
+}
