@@ -166,6 +166,7 @@ export async function countForBreakers(
 ): Promise<void> {
   const settings = deps.config.breakers;
   const reading = await deps.control.countForBreakers(sendId, outcome, settings.windowMinutes);
+  // Paused, cancelled, or no judgement due (see breaker-count.lua).
   if (reading.control !== 'active') return;
   const sendTrip = judgeBreakers(reading.send, settings);
   if (sendTrip) {

@@ -177,6 +177,17 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       await job.moveToDelayed(Date.now() + ms, token);
       throw new DelayedError();
     };
+    /**
+     * Puts off a job of a paused send (or of a held domain) until its recheck, then looks once
+     * more: a resume that came in between, after its walk over the send's jobs had passed this
+     * one, finds it active again here, and the job brings itself forward.
+     */
+    const putOffWhilePaused = async (domain: string): Promise<never> => {
+      await job.moveToDelayed(Date.now() + PAUSED_RECHECK_MS, token);
+      const now = await deps.control.gate(sendId, { fresh: true });
+      if (now.control === 'active' && !now.heldDomains.has(domain)) await job.promote().catch(() => undefined);
+      throw new DelayedError();
+    };
     const skipCancelled = async (): Promise<DeliveryOutcome> => {
       await recordFinal(() => sends.markRecipient(sendId, subscriberId, 'skipped', undefined, 'cancelled'), 'the skip');
       log.info({ outcome: 'skipped', reason: 'cancelled' }, 'skipped: the send was cancelled');
@@ -223,7 +234,12 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
     const { email } = subscriber;
     const domain = domainOf(email);
     // Paused, or its domain held by a breaker: wait, without spending an attempt or a send slot.
-    if (gate.control === 'paused' || gate.heldDomains.has(domain)) return putOff(PAUSED_RECHECK_MS);
+    if (gate.control === 'paused' || gate.heldDomains.has(domain)) {
+      // The gate may be a moment old (see SendControlStore.gate): look again before waiting.
+      const now = await deps.control.gate(sendId, { fresh: true });
+      if (now.control === 'cancelled') return skipCancelled();
+      if (now.control === 'paused' || now.heldDomains.has(domain)) return putOffWhilePaused(domain);
+    }
 
     // Loading the send's compiled issue is a Redis read: a transient error there is retried like
     // any other. A stored issue that is missing or unreadable fails the recipient, permanently.
@@ -286,7 +302,7 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
         return skipCancelled();
       case 'paused':
       case 'held':
-        return putOff(PAUSED_RECHECK_MS);
+        return putOffWhilePaused(domain);
       case 'claimed-by':
         return putOff(CLAIM_RECHECK_MS);
     }

@@ -1,13 +1,12 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { weakerThan, type EventEffect } from '../core/bounce-policy.ts';
 import { DELIVERY_EVENT_KINDS, DELIVERY_EVENT_SOURCES, type DeliveryEvent } from '../core/delivery-event.ts';
 import { SUBSCRIBER_STATUSES, type SubscriberStatus } from '../core/subscriber.ts';
-import { redisKeys, type RedisKeys } from './keys.ts';
 import { parseJson, parseRecord } from './records.ts';
 import { withEveryList } from './every-list.ts';
-import { defineScripts, runScript } from './scripts.ts';
+import { runScript } from './scripts.ts';
+import { RedisStore } from './redis-store.ts';
 
 /** A delivery event as stored (JSON), parsed on the way out. */
 export const storedEventSchema = z.object({
@@ -71,17 +70,7 @@ export const UNMATCHED_KEPT = 10_000;
 export const UNMATCHED_RAW_BYTES = 16 * 1024;
 
 /** Delivery events in Redis: per subscriber (status, recent events, soft-bounce window) and per send (counters, latest report). */
-export class EventStore {
-  readonly keys: RedisKeys;
-
-  constructor(
-    private readonly redis: Redis,
-    prefix: string,
-  ) {
-    this.keys = redisKeys(prefix);
-    defineScripts(redis);
-  }
-
+export class EventStore extends RedisStore {
   /**
    * Applies an event to its subscriber as `effect` says, in one script: a replay changes nothing,
    * a soft bounce counts in the window, a suppression only ever replaces a weaker status.

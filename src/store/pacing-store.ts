@@ -1,6 +1,5 @@
-import type { Redis } from 'ioredis';
-import { redisKeys, type RedisKeys } from './keys.ts';
-import { defineScripts, runScript } from './scripts.ts';
+import { runScript } from './scripts.ts';
+import { RedisStore } from './redis-store.ts';
 
 /** What the pacing budgets allow a message now: wait this long in-process, or put the job off. */
 export interface SlotReply {
@@ -12,17 +11,7 @@ export interface SlotReply {
 }
 
 /** The pacing budgets every worker process shares, in Redis (reserve-slot.lua, slow-down.lua). */
-export class PacingStore {
-  readonly keys: RedisKeys;
-
-  constructor(
-    private readonly redis: Redis,
-    prefix: string,
-  ) {
-    this.keys = redisKeys(prefix);
-    defineScripts(redis);
-  }
-
+export class PacingStore extends RedisStore {
   /** Reserves a send slot for a message to `domain`; see reserve-slot.lua. */
   async reserve(request: {
     readonly domain: string;

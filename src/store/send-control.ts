@@ -1,8 +1,7 @@
-import type { Redis } from 'ioredis';
 import { breakerMinutes, type BreakerCounts, type BreakerKind } from '../core/breaker-policy.ts';
 import type { SendControl, StateReason } from '../core/send-status.ts';
-import { redisKeys, type RedisKeys } from './keys.ts';
-import { defineScripts, runScript, type ReplyOf } from './scripts.ts';
+import { runScript, type ReplyOf } from './scripts.ts';
+import { RedisStore } from './redis-store.ts';
 
 /** A `sending` claim: which worker process holds a recipient, since when, for which job. */
 export interface Claim {
@@ -30,6 +29,7 @@ export type ControlOutcome = ReplyOf<'setSendControl'>;
 
 /** The breaker counts after one outcome was counted, for the send and for the recipient's domain. */
 export interface BreakerReading {
+  /** The send's control, or `unjudged` when no judgement is due (the counts are then zero). */
   readonly control: string;
   readonly domainHeld: boolean;
   readonly send: BreakerCounts;
@@ -43,6 +43,19 @@ export interface SendEvent {
   readonly [field: string]: string;
 }
 
+/** A send's pause/cancel and held domains, as a job sees them before composing. */
+export interface SendGate {
+  readonly control: SendControl;
+  readonly heldDomains: ReadonlySet<string>;
+}
+
+/**
+ * How long a process reuses a send's gate: a read saved per message. Safe, because the claim
+ * checks the same things again, atomically, right before SMTP; a stale "active" only means the job
+ * finds the pause there, a stale "paused" puts a job off that resume then brings forward.
+ */
+const GATE_CACHE_MS = 200;
+
 /** How many send events the stream keeps (approximately: MAXLEN ~). */
 const SEND_EVENTS_KEPT = 10_000;
 
@@ -50,16 +63,9 @@ const SEND_EVENTS_KEPT = 10_000;
  * Send control in Redis: pause, resume and cancel; the `sending` claims that keep two workers from
  * mailing one recipient; the breaker counts and the domains a breaker holds; the send event stream.
  */
-export class SendControlStore {
-  readonly keys: RedisKeys;
-
-  constructor(
-    private readonly redis: Redis,
-    prefix: string,
-  ) {
-    this.keys = redisKeys(prefix);
-    defineScripts(redis);
-  }
+export class SendControlStore extends RedisStore {
+  /** Recent gates per send (see GATE_CACHE_MS). */
+  private readonly gates = new Map<string, { readonly gate: Promise<SendGate>; readonly until: number }>();
 
   /** The last check before SMTP, and the claim: see claim-recipient.lua. */
   async claim(
@@ -85,9 +91,17 @@ export class SendControlStore {
    * What a job checks first, in one round trip: whether the send is paused or cancelled, and the
    * domains its breakers hold (a handful at most). The claim checks both again, atomically.
    */
-  async gate(sendId: string): Promise<{ control: SendControl; heldDomains: ReadonlySet<string> }> {
-    const [control, held] = await Promise.all([this.redis.hget(this.keys.send(sendId), 'control'), this.redis.hkeys(this.keys.sendHeldDomains(sendId))]);
-    return { control: control === 'paused' || control === 'cancelled' ? control : 'active', heldDomains: new Set(held) };
+  async gate(sendId: string, options: { readonly fresh?: boolean } = {}): Promise<SendGate> {
+    const cached = this.gates.get(sendId);
+    if (cached && cached.until > Date.now() && !options.fresh) return cached.gate;
+    const gate = (async (): Promise<SendGate> => {
+      const [control, held] = await Promise.all([this.redis.hget(this.keys.send(sendId), 'control'), this.redis.hkeys(this.keys.sendHeldDomains(sendId))]);
+      return { control: control === 'paused' || control === 'cancelled' ? control : 'active', heldDomains: new Set(held) };
+    })();
+    this.gates.set(sendId, { gate, until: Date.now() + GATE_CACHE_MS });
+    gate.catch(() => this.gates.delete(sendId));
+    if (this.gates.size > 64) this.gates.delete(this.gates.keys().next().value as string);
+    return gate;
   }
 
   /** Gives up a claim, if it is still this one. */

@@ -1,11 +1,10 @@
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { compiledIssueSchema, type CompiledIssue } from '../core/compiled-issue.ts';
 import { computeSendStatus, type RecipientFailure, type RecipientState, type SendStatus, type StateReason } from '../core/send-status.ts';
-import { redisKeys, type RedisKeys } from './keys.ts';
 import { takeLease, type Lease } from './lease.ts';
 import { parseJson, parseRecord } from './records.ts';
-import { defineScripts, runScript } from './scripts.ts';
+import { runScript } from './scripts.ts';
+import { RedisStore } from './redis-store.ts';
 
 /** One delivery run of one issue to one list. */
 export interface SendRecord extends SendStatus {
@@ -86,17 +85,7 @@ const recipientStateSchema = z.enum(RECIPIENT_STATES).optional();
 const MAX_CREATE_RACES = 10;
 
 /** Sends, their compiled issue and their per-recipient record, in Redis. */
-export class SendStore {
-  readonly keys: RedisKeys;
-
-  constructor(
-    private readonly redis: Redis,
-    prefix: string,
-  ) {
-    this.keys = redisKeys(prefix);
-    defineScripts(redis);
-  }
-
+export class SendStore extends RedisStore {
   /**
    * Creates a send unless one exists for the same issue and list (and `resend` is not set), and
    * stores the compiled issue with it, in one script, so two editors pressing "send" at once get

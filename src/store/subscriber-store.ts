@@ -1,12 +1,11 @@
-import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { emailKey } from '../core/address.ts';
 import { SUBSCRIBER_STATUSES, type StatusChange, type Subscriber, type SubscriberInput, type SubscriberStatus } from '../core/subscriber.ts';
-import { redisKeys, type RedisKeys } from './keys.ts';
 import { parseJson, parseRecord } from './records.ts';
 
 import { withEveryList } from './every-list.ts';
-import { defineScripts, parseReply, queueScript, runScript } from './scripts.ts';
+import { RedisStore } from './redis-store.ts';
+import { parseReply, queueScript, runScript } from './scripts.ts';
 
 /**
  * A subscriber hash as stored. A status this code doesn't know must never be read as "active"
@@ -42,17 +41,7 @@ const ROWS_PER_CALL = 100;
 const MAX_RACE_RETRIES = 10;
 
 /** Subscribers and lists in Redis. Addresses are matched on emailKey(); the given form is kept for delivery. */
-export class SubscriberStore {
-  private readonly keys: RedisKeys;
-
-  constructor(
-    private readonly redis: Redis,
-    prefix: string,
-  ) {
-    this.keys = redisKeys(prefix);
-    defineScripts(redis);
-  }
-
+export class SubscriberStore extends RedisStore {
   /**
    * Adds or merges many subscribers; results are in input order. Two round trips per batch: look the
    * addresses up (and reserve ids for the new ones), then one script per row. A row that raced a

@@ -21,6 +21,19 @@ async function readSend(services: Services, sendId: string): Promise<SendRecord 
   }
 }
 
+/** Waits until the send is finished, reading through the outage. */
+function finished(services: Services, sendId: string, timeoutMs: number): Promise<SendRecord> {
+  return waitFor(
+    async () => {
+      const current = await readSend(services, sendId);
+      return current && isFinalSendState(current.state) ? current : undefined;
+    },
+    timeoutMs,
+    async () => JSON.stringify(await readSend(services, sendId)),
+    50,
+  );
+}
+
 const LOST = 'Redis connection lost; reconnecting';
 
 /** Counts the reconnects of this test's own Redis connection that found nothing listening. */
@@ -72,15 +85,7 @@ describe('a Redis restart during a send', () => {
       await redis.start();
       const restartedAt = Date.now();
 
-      const record = await waitFor(
-        async () => {
-          const current = await readSend(services, sendId);
-          return current && isFinalSendState(current.state) ? current : undefined;
-        },
-        30_000,
-        progress,
-        50,
-      );
+      const record = await finished(services, sendId, 30_000);
 
       const finishedAfterMs = Date.now() - restartedAt;
       // The restart happened mid-send, and the worker lived through it.
@@ -166,15 +171,7 @@ describe('a long Redis outage with two workers', () => {
       const downForMs = Date.now() - stoppedAt;
       await redis.start();
       const restartedAt = Date.now();
-      const record = await waitFor(
-        async () => {
-          const current = await readSend(services, sendId);
-          return current && isFinalSendState(current.state) ? current : undefined;
-        },
-        60_000,
-        progress,
-        50,
-      );
+      const record = await finished(services, sendId, 60_000);
       const finishedAfterMs = Date.now() - restartedAt;
 
       expect(downForMs).toBeGreaterThan(5_000);

@@ -4,7 +4,8 @@
 -- judgement (a rate over its threshold) is core/breaker-policy.ts; this only counts.
 -- KEYS: send heldDomains (bucket)...
 -- ARGV: domain sample kind ttlSeconds
--- Returns {control, domainHeld, sendSample, sendHard, sendComplaint, sendBlock, domainSample, domainHard, domainComplaint, domainBlock}
+-- Returns {control, domainHeld, sendSample, sendHard, sendComplaint, sendBlock, domainSample, domainHard, domainComplaint, domainBlock},
+-- or control 'unjudged' when no judgement is due
 local sendKey, heldKey, current = KEYS[1], KEYS[2], KEYS[3]
 local domain, sample, kind, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 if sample > 0 then
@@ -17,6 +18,16 @@ if kind ~= '' then
 end
 redis.call('EXPIRE', current, ttl)
 local sums = {0, 0, 0, 0, 0, 0, 0, 0}
+-- A message accepted can only lower a rate, unless it brings the sample up to the minimum: the
+-- sums (the window's buckets) are read for every event of a watched kind, and for every 20th
+-- message of the send or of the domain in this minute, so a send with bounces counted before its
+-- sample was large enough still trips within 20 messages of reaching it.
+local judge = kind ~= ''
+if not judge and sample > 0 then
+  local counts = redis.call('HMGET', current, '*|sample', domain .. '|sample')
+  judge = tonumber(counts[1] or '0') % 20 == 0 or (domain ~= '' and tonumber(counts[2] or '0') % 20 == 0)
+end
+if not judge then return {'unjudged', 0, 0, 0, 0, 0, 0, 0, 0, 0} end
 for index = 3, #KEYS do
   local values = redis.call('HMGET', KEYS[index], '*|sample', '*|hard', '*|complaint', '*|block',
     domain .. '|sample', domain .. '|hard', domain .. '|complaint', domain .. '|block')
