@@ -77,13 +77,14 @@ export async function pauseSend(deps: SendControlDeps, request: SendControlReque
 
 /**
  * Resumes a paused send where it stopped, releases the domains its breakers hold and re-arms the
- * breakers; the jobs put off while it was paused are brought forward at once.
+ * breakers; the jobs put off while it was paused are brought forward at once. A job that was
+ * putting itself off just as this ran looks at the send again afterwards and comes forward itself.
  */
 export async function resumeSend(deps: SendControlDeps, request: SendControlRequest): Promise<SendControlResult> {
   const sendId = await requireLatestSend(deps, request.issueId, request.list);
   const [outcome] = await deps.control.setControl(sendId, 'resume', undefined, deps.config.breakers.windowMinutes);
   if (outcome !== 'changed' && outcome !== 'unchanged') throw refused(sendId, outcome, 'resume');
-  const jobsPromoted = await promoteQueuedJobs(deps, sendId);
+  const jobsPromoted = await promoteParkedJobs(deps, sendId);
   if (outcome === 'changed') {
     deps.logger.info({ sendId, who: request.who, jobsPromoted }, 'send resumed');
     await deps.control.publish({ type: 'send.resumed', sendId, by: 'ops', who: request.who });
@@ -113,6 +114,7 @@ export async function cancelSend(deps: SendControlDeps, request: SendControlRequ
     // Jobs put off (paused, held, paced) would linger until their time: bring them forward to end now.
     jobsPromoted += await promote(deps.queue, cancelled.map(({ jobId }) => jobId).filter(Boolean));
   } while (cursor !== '0');
+  jobsPromoted += await promoteParkedJobs(deps, sendId);
   if (outcome === 'changed') {
     deps.logger.warn({ sendId, who: request.who, reason: reason.reason, skipped }, 'send cancelled');
     await deps.control.publish({ type: 'send.cancelled', sendId, by: 'ops', who: request.who, reason: reason.reason, skipped: String(skipped) });
@@ -120,17 +122,19 @@ export async function cancelSend(deps: SendControlDeps, request: SendControlRequ
   return { sendId, changed: outcome === 'changed', jobsPromoted, skipped };
 }
 
-/** Brings every delayed job of a send's queued recipients forward; returns how many were delayed. */
-async function promoteQueuedJobs(deps: SendControlDeps, sendId: string): Promise<number> {
+/**
+ * Brings forward the jobs put off while the send was paused or a domain held (and only those: a
+ * retry waiting out its backoff, or a message waiting for its domain's slot, keeps waiting);
+ * returns how many were still delayed.
+ */
+async function promoteParkedJobs(deps: SendControlDeps, sendId: string): Promise<number> {
   let promoted = 0;
   let cursor = '0';
   do {
-    const page = await deps.sends.queuedJobsPage(sendId, cursor);
+    const page = await deps.control.parkedPage(sendId, cursor, PAGE);
     cursor = page.cursor;
-    promoted += await promote(
-      deps.queue,
-      page.jobs.map(({ jobId }) => jobId),
-    );
+    promoted += await promote(deps.queue, page.jobIds);
+    await deps.control.unpark(sendId, page.jobIds);
   } while (cursor !== '0');
   return promoted;
 }

@@ -62,7 +62,8 @@ async function jobFates(queue: Queue<SendJobData>, jobIds: readonly string[]): P
  * for the last 100, a sound sample before that, and a bounded cost whatever the send's size.
  */
 export async function isStuck(deps: SendJobDeps, record: SendRecord): Promise<boolean> {
-  if (record.state === 'preparing') return !(await deps.sends.fanOutRunning(record.id));
+  // Fan-out not done (whether or not the send is paused meanwhile): stuck if no fan-out holds its lease.
+  if (!record.fanOutDone) return !(await deps.sends.fanOutRunning(record.id));
   if (record.finished || record.pending === 0) return false;
   const sample = await deps.sends.sampleQueuedJobs(record.id, STUCK_SAMPLE);
   // No job index: a send from before it (migrated); nothing to tell by.

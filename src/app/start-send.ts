@@ -57,7 +57,8 @@ export async function startSend(deps: SendDeps, request: StartSendRequest): Prom
   const fanOutOptions = { list: request.list, chunkSize: config.send.fanOutChunkSize, sends, subscribers, queue };
   const existingId = await sends.latestId(issue.id, request.list);
   const existing = existingId ? await sends.get(existingId) : undefined;
-  if (existing && existing.state === 'preparing') {
+  // Fan-out not done, paused or not (a breaker may pause a send while it is queued); a cancelled send stays cancelled.
+  if (existing && !existing.fanOutDone && existing.state !== 'cancelled') {
     // A crash or Ctrl-C during fan-out: finish queueing that send with its stored compiled issue.
     await sends.markIssueSent(issue.id);
     await fanOut({ ...fanOutOptions, sendId: existing.id, startAfter: existing.fanOutCursor });
@@ -102,7 +103,7 @@ export async function retryFailedRecipients(deps: SendDeps, request: { readonly 
   if (record?.state === 'cancelled') {
     throw new SendRefusedError(`Send ${sendId} was cancelled; there is nothing to retry. Send the issue again with --resend if it should go out.`);
   }
-  if (record?.state === 'preparing') {
+  if (record && !record.fanOutDone) {
     throw new SendRefusedError(
       `Send ${sendId} is still being queued (or its queueing was interrupted): run "newsletter send ${request.issueId} --list ${request.list}" to finish queueing it, then retry.`,
     );

@@ -80,7 +80,7 @@ export interface DeliveryDeps {
   /** This worker process's id, as its `sending` claims name it; its heartbeat thread keeps it alive in Redis. */
   readonly workerId: string;
   /** Pause, cancel, held domains and the `sending` claims (store/send-control.ts). */
-  readonly control: Pick<SendControlStore, 'gate' | 'claim' | 'releaseClaim' | 'workerAlive'>;
+  readonly control: Pick<SendControlStore, 'gate' | 'claim' | 'releaseClaim' | 'workerAlive' | 'park'>;
   /** The pacing budgets shared by every worker process (delivery/pacing.ts). */
   readonly pacing: {
     /** Reserves a send slot for a message to `domain`; `reservedAt` is the domain slot the job holds already. */
@@ -183,9 +183,11 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
      * one, finds it active again here, and the job brings itself forward.
      */
     const putOffWhilePaused = async (domain: string): Promise<never> => {
+      // Recorded as parked first, so resume (and cancel) bring exactly these jobs forward.
+      await deps.control.park(sendId, job.id ?? '');
       await job.moveToDelayed(Date.now() + PAUSED_RECHECK_MS, token);
       const now = await deps.control.gate(sendId, { fresh: true });
-      if (now.control === 'active' && !now.heldDomains.has(domain)) await job.promote().catch(() => undefined);
+      if (now.control !== 'paused' && !now.heldDomains.has(domain)) await job.promote().catch(() => undefined);
       throw new DelayedError();
     };
     const skipCancelled = async (): Promise<DeliveryOutcome> => {
@@ -259,6 +261,12 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       return fail({ permanent: true, code: 'ECOMPOSE', response: (error as Error).message }, `the message could not be composed: ${(error as Error).message}`);
     }
 
+    // SMTP outage: while this process knows the service is down, the job goes back to the queue
+    // (held) without touching SMTP or spending an attempt; smtp-outage.ts probes it meanwhile. Before
+    // the slot and the claim, so that the wait for a probe never sits between a claim and SMTP (a
+    // pause in that wait would go unseen).
+    if (!(await deps.outage.admit())) throw new RateLimitError();
+
     // Pacing: a slot under the global ceiling and the domain's, shared by every worker process.
     // Near: wait here. Far (a busy domain): put the job off until its domain slot, keeping the
     // reservation, and free this worker for other domains.
@@ -276,7 +284,8 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       // Our own claim, with nothing of ours sending to this recipient now: left by a job that
       // ended without recording. Anyone else's: wait while its worker lives (a stalled event loop
       // included), unless the claim is older than any SMTP transaction can be.
-      const stale = !holder || (ours ? !deps.sendingNow.has(acceptanceKey(sendId, subscriberId)) : Date.now() - holder.at > CLAIM_MAX_AGE_MS);
+      const key = acceptanceKey(sendId, subscriberId);
+      const stale = !holder || (ours ? !deps.sendingNow.has(key) && !deps.acceptedUnrecorded.has(key) : Date.now() - holder.at > CLAIM_MAX_AGE_MS);
       const alive = !stale && (ours || (await deps.control.workerAlive(holder.workerId)));
       if (alive) {
         log.info({ claimedBy: holder?.workerId, claimedAt: holder?.at }, 'another worker is sending to this recipient; looking again later');
@@ -317,8 +326,11 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       return await sendAndRecord();
     } finally {
       deps.sendingNow.delete(sendingKey);
-      if (!keepClaim)
-        await deps.control.releaseClaim(sendId, subscriberId, claim).catch((error: unknown) => log.warn({ err: error }, 'could not release the sending claim'));
+      if (!keepClaim) {
+        const release = () => deps.control.releaseClaim(sendId, subscriberId, claim);
+        // A claim left behind would hold the recipient for CLAIM_MAX_AGE_MS: keep trying.
+        await release().catch(() => deps.recordLater(release, { sendId, subscriberId, what: 'the release of a sending claim' }));
+      }
     }
 
     async function sendAndRecord(): Promise<DeliveryOutcome> {
@@ -326,9 +338,6 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
         await job.moveToDelayed(Date.now(), token);
         throw new DelayedError();
       }
-      // SMTP outage: while this process knows the service is down, the job goes back to the queue
-      // (held) without touching SMTP or spending an attempt; smtp-outage.ts probes it meanwhile.
-      if (!(await deps.outage.admit())) throw new RateLimitError();
       let response: string;
       try {
         // With a bounce mailbox, ask for failure reports under the signed envelope id (RFC 3461),
@@ -352,13 +361,13 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
           const backoffMs = await deps.pacing.slowDown(domain).catch(() => undefined);
           log.warn({ domain, backoffMs, ...smtp }, `the receiver asked to slow down: ${domain} waits`);
         }
-        // A message the receiving server answered (refused) counts for the breakers; its bounce
-        // kind counts when its event is applied below.
-        if (fields.responseCode !== undefined) await countAnswered(false);
         if (!failure.permanent && attempts < (job.opts.attempts ?? 1)) {
           log.info({ outcome: 'retry', messageId: message.messageId, ...smtp }, failure.reason);
           throw error;
         }
+        // A message the receiving server refused for good counts once for the breakers (a retried
+        // one counts when it ends); its bounce kind counts when its event is applied below.
+        if (fields.responseCode !== undefined) await countAnswered(false);
         // The server's rejection is a delivery event like a bounce reported later: the bounce
         // policy decides (a hard bounce suppresses the address; a block never does). The event is
         // held durably before anything else is recorded, so a crash can't lose it; its id carries
@@ -400,7 +409,12 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
         keepClaim = true;
         deps.acceptedUnrecorded.add(acceptanceKey(sendId, subscriberId));
         deps.recordLater(
-          () => sends.markRecipient(sendId, subscriberId, 'accepted').finally(() => deps.acceptedUnrecorded.delete(acceptanceKey(sendId, subscriberId))),
+          // Forgotten only once recorded: a failed try in between must not let this process send it again.
+          async () => {
+            const changed = await sends.markRecipient(sendId, subscriberId, 'accepted');
+            deps.acceptedUnrecorded.delete(acceptanceKey(sendId, subscriberId));
+            return changed;
+          },
           {
             sendId,
             subscriberId,

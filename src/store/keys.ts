@@ -71,6 +71,8 @@ export function redisKeys(prefix: string) {
      * that worker lives. The scripts that record a final state delete the entry.
      */
     sendClaims: (sendId: string) => `${send(sendId)}:claims`,
+    /** Set: ids of the send's jobs put off because it was paused or their domain held; resume brings exactly these forward. */
+    sendParkedJobs: (sendId: string) => `${send(sendId)}:parked-jobs`,
     /** Hash: recipient domain → JSON of why the breaker holds it (its jobs wait until `resume`). */
     sendHeldDomains: (sendId: string) => `${send(sendId)}:held-domains`,
     /**

@@ -104,6 +104,22 @@ export class SendControlStore extends RedisStore {
     return gate;
   }
 
+  /** Records a job put off while its send is paused (or its domain held). */
+  async park(sendId: string, jobId: string): Promise<void> {
+    await this.redis.sadd(this.keys.sendParkedJobs(sendId), jobId);
+  }
+
+  /** One page (SSCAN; '0' ends) of the jobs parked while the send was paused or a domain held. */
+  async parkedPage(sendId: string, cursor: string, count = 500): Promise<{ cursor: string; jobIds: string[] }> {
+    const [next, jobIds] = await this.redis.sscan(this.keys.sendParkedJobs(sendId), cursor, 'COUNT', count);
+    return { cursor: next, jobIds };
+  }
+
+  /** Forgets parked jobs once they have been brought forward. */
+  async unpark(sendId: string, jobIds: readonly string[]): Promise<void> {
+    if (jobIds.length > 0) await this.redis.srem(this.keys.sendParkedJobs(sendId), ...jobIds);
+  }
+
   /** Gives up a claim, if it is still this one. */
   async releaseClaim(sendId: string, subscriberId: string, claim: Claim): Promise<boolean> {
     return (await runScript(this.redis, 'releaseClaim', { claims: this.keys.sendClaims(sendId) }, { subscriberId, claim: formatClaim(claim) })) === 1;

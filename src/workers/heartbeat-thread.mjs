@@ -10,7 +10,16 @@ const redis = new Redis(url, { maxRetriesPerRequest: 1, retryStrategy: (attempt)
 // Errors reach the main thread's log through the reconnects it sees itself; nothing to add here.
 redis.on('error', () => undefined);
 
-const beat = () => redis.set(key, String(process.pid), 'PX', ttlMs).catch(() => undefined);
+let first = true;
+const beat = () =>
+  redis.set(key, String(process.pid), 'PX', ttlMs).then(
+    () => {
+      // The main thread waits for the first beat before it claims anything.
+      if (first) parentPort?.postMessage('beating');
+      first = false;
+    },
+    () => undefined,
+  );
 // At once on every (re)connect: after a Redis restart the key may have expired while it was down.
 redis.on('ready', beat);
 const timer = setInterval(beat, intervalMs);

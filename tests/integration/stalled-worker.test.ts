@@ -17,6 +17,8 @@ import { spawnWorker, waitFor, workerEnv } from '../support/worker-process.ts';
 describe('a worker whose event loop stalls past its lock', () => {
   it('keeps its recipient: the worker that takes the job over waits on the claim, and the message goes out once', async () => {
     const harness = await createHarness('stalled-worker', {
+      // Each message takes the server 100 ms, so both workers get some of the 20.
+      acceptDelayMs: 100,
       config: { WORKER_LOCK_DURATION_MS: '1000', WORKER_STALLED_INTERVAL_MS: '500', WORKER_CONCURRENCY: '2', SMTP_POOL_SIZE: '2' },
     });
     const { services } = harness;
@@ -31,31 +33,31 @@ describe('a worker whose event loop stalls past its lock', () => {
     events.on('stalled', ({ jobId }) => stalled.add(jobId));
 
     await seedSubscribers(services, 20);
-    const { sendId } = await harness.send('vol-138');
-    const jobOfReader1 = sendJobId(sendId, '1');
     const env = workerEnv(harness.config, { LOG_LEVEL: 'info' });
-    // A stalls for 6 s (six lock durations) right after reader1's 250.
-    const a = await spawnWorker(env, { args: ['--import', 'tsx', path.join(PROJECT_ROOT, 'tests/support/stalling-worker.ts'), '6000', 'reader1@example.org'] });
+    // Both workers are up before the send starts. A stalls for 6 s (six lock durations) right after
+    // the SMTP server accepts its first message; B takes that job over meanwhile.
+    const [a, b] = await Promise.all([
+      spawnWorker(env, { args: ['--import', 'tsx', path.join(PROJECT_ROOT, 'tests/support/stalling-worker.ts'), '6000'] }),
+      spawnWorker(env),
+    ]);
+    const { sendId } = await harness.send('vol-138');
     await a.waitForOutput(/stalling for 6000 ms/, 15_000, 'stdout');
-    const b = await spawnWorker(env);
-
+    const address = /stalling for 6000 ms after (\S+) was accepted/.exec(a.stdout())?.[1] ?? '';
+    const subscriberId = /^reader(\d+)@/.exec(address)?.[1] ?? '';
     const record = await harness.waitForSend(sendId, 30_000);
     await a.waitForOutput(/stall over/, 10_000, 'stdout');
 
     // The fault happened: BullMQ took the job from the stalled worker and B ran it, but found the
     // recipient claimed by a live worker and waited.
-    expect(stalled).toContain(jobOfReader1);
-    await b.waitForOutput(
-      /"subscriberId":"1".*another worker is sending to this recipient|another worker is sending to this recipient.*"subscriberId":"1"/,
-      5_000,
-      'stderr',
-    );
+    expect(stalled).toContain(sendJobId(sendId, subscriberId));
+    await b.waitForOutput(new RegExp(`"subscriberId":"${subscriberId}".*another worker is sending to this recipient`), 5_000, 'stderr');
     // Nobody mailed twice, nobody lost.
     expect(record).toMatchObject({ state: 'sent', total: 20, accepted: 20, failed: 0 });
     const recipients = harness.received.map((message) => message.recipients[0]);
-    expect(recipients.filter((recipient) => recipient === 'reader1@example.org')).toHaveLength(1);
+    expect(recipients.filter((recipient) => recipient === address)).toHaveLength(1);
     expect(recipients).toHaveLength(20);
     expect(new Set(recipients).size).toBe(20);
     await waitFor(async () => (await services.sends.get(sendId))?.sending === 0, 5_000, 'no claim left');
+    console.info(`stalled-worker: ${address} accepted, then its worker stalled 6 s; 20 sent, 0 lost, 0 duplicated (the other worker waited on the claim)`);
   });
 });
