@@ -8,7 +8,6 @@ import type { RecipientFailure } from '../core/send-status.ts';
 import type { DeliveryEvent } from '../core/delivery-event.ts';
 import type { Logger } from '../logger.ts';
 import { CorruptRecordError } from '../store/records.ts';
-import type { SlotReply } from '../store/pacing-store.ts';
 import { parseClaim, type Claim, type SendControlStore } from '../store/send-control.ts';
 import type { SendJobData } from '../store/send-queue.ts';
 import type { SendStore } from '../store/send-store.ts';
@@ -16,6 +15,7 @@ import type { SubscriberStore } from '../store/subscriber-store.ts';
 import { prepareMessageComposer, type ComposedMessage, type MessageComposer } from './compose-message.ts';
 import { AcceptedButUnrecordedError, PermanentDeliveryError } from './job-errors.ts';
 import { withRetries } from './retry.ts';
+import type { Pacer } from './pacing.ts';
 import type { SmtpOutage } from './smtp-outage.ts';
 
 /** What a job did, kept as the job's return value for the dashboard. */
@@ -82,12 +82,7 @@ export interface DeliveryDeps {
   /** Pause, cancel, held domains and the `sending` claims (store/send-control.ts). */
   readonly control: Pick<SendControlStore, 'gate' | 'claim' | 'releaseClaim' | 'workerAlive' | 'park'>;
   /** The pacing budgets shared by every worker process (delivery/pacing.ts). */
-  readonly pacing: {
-    /** Reserves a send slot for a message to `domain`; `reservedAt` is the domain slot the job holds already. */
-    reserve(domain: string, reservedAt: number): Promise<SlotReply>;
-    /** The receiver asked us to slow down: its domain waits. Returns the backoff, in ms. */
-    slowDown(domain: string): Promise<number>;
-  };
+  readonly pacing: Pacer;
   /** Counts an outcome for the send's reputation breakers, which may pause the send or hold a domain. */
   readonly breakers: { count(sendId: string, outcome: { readonly domain: string; readonly sample: boolean; readonly kind?: BreakerKind }): Promise<void> };
   /** Recipients this process is sending to right now (acceptanceKey): a claim of ours not among them is stale. */

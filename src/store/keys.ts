@@ -102,6 +102,8 @@ export function redisKeys(prefix: string) {
     paceGlobal: `${prefix}:{pace}:global`,
     /** Hash: next (the domain's next free slot, ms), backoffUntil and backoffStep (after a "slow down"), for one recipient domain. */
     paceDomain: (domain: string) => `${prefix}:{pace}:domain:${domain}`,
+    /** Sorted set: recipient domains in a "slow down" backoff, scored by when it ends (what a worker without pacing limits looks at). */
+    paceBackoffs: `${prefix}:{pace}:backoffs`,
     /** Stream: send.started, send.paused, send.resumed, send.cancelled… for the console and outgoing webhooks; capped. */
     sendEvents: `${prefix}:send-events`,
     /** Sorted set: issue ids that have been sent, scored by the time of their first send (web archive). */

@@ -32,7 +32,16 @@ export class PacingStore extends RedisStore {
 
   /** A receiver asked to slow down: backs its domain off; returns the backoff in ms. */
   async slowDown(domain: string, baseMs: number): Promise<number> {
-    return runScript(this.redis, 'slowDown', { domain: this.keys.paceDomain(domain) }, { baseMs });
+    return runScript(this.redis, 'slowDown', { domain: this.keys.paceDomain(domain), backoffs: this.keys.paceBackoffs }, { domainName: domain, baseMs });
+  }
+
+  /** The domains in a "slow down" backoff now (Redis time), with when each ends. */
+  async backoffs(): Promise<Map<string, number>> {
+    const now = await this.now();
+    const flat = await this.redis.zrangebyscore(this.keys.paceBackoffs, now, '+inf', 'WITHSCORES');
+    const backoffs = new Map<string, number>();
+    for (let index = 0; index + 1 < flat.length; index += 2) backoffs.set(flat[index]!, Number(flat[index + 1]));
+    return backoffs;
   }
 
   /** The Redis clock, ms (the clock slots are reserved in). */

@@ -82,7 +82,7 @@ export const SCRIPTS = {
     argv: ['globalIntervalMs', 'domainIntervalMs', 'reservedAt', 'maxWaitMs'],
     reply: z.tuple([z.enum(['wait', 'delay']), z.number().int(), z.number().int()]),
   },
-  slowDown: { file: 'slow-down.lua', keys: ['domain'], argv: ['baseMs'], reply: z.number().int() },
+  slowDown: { file: 'slow-down.lua', keys: ['domain', 'backoffs'], argv: ['domainName', 'baseMs'], reply: z.number().int() },
   fanOutDone: { file: 'fan-out-done.lua', keys: ['send', 'recipients'], argv: ['now'], reply: z.literal(1) },
   requeueFailed: {
     file: 'requeue-failed.lua',

@@ -2,10 +2,10 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config } from '../../config/index.ts';
 import { applyHeldEvent, holdEvent } from '../app/delivery-events.ts';
 import { countForBreakers } from '../app/send-control.ts';
-import { intervalMs } from '../core/pacing-policy.ts';
 import { createDeliveryHandler, MAX_IN_PROCESS_WAIT_MS, type DeliveryDeps, type DeliveryOutcome } from '../delivery/deliver-job.ts';
 import { AcceptedButUnrecordedError } from '../delivery/job-errors.ts';
 import { withRetries } from '../delivery/retry.ts';
+import { createPacer } from '../delivery/pacing.ts';
 import { createSmtpOutage } from '../delivery/smtp-outage.ts';
 import { createSmtpTransport, SMTP_TIMEOUTS } from '../delivery/smtp-transport.ts';
 import type { Logger } from '../logger.ts';
@@ -115,23 +115,12 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
   let stopping = false;
   const acceptedUnrecorded = new Set<string>();
   const lateRecords = new LateRecords(logger, options.lateRecordRetryDelaysMs ?? LATE_RECORD_RETRY_DELAYS_MS);
-  const globalIntervalMs = intervalMs(config.pacing.ratePerSec);
   const baseDeps: DeliveryDeps = {
     acceptedUnrecorded,
     workerId: heartbeat.workerId,
     sendingNow: new Set(),
     control: services.control,
-    pacing: {
-      reserve: (domain, reservedAt) =>
-        services.pacing.reserve({
-          domain,
-          globalIntervalMs,
-          domainIntervalMs: intervalMs(config.pacing.domainRates[domain]),
-          reservedAt,
-          maxWaitMs: MAX_IN_PROCESS_WAIT_MS,
-        }),
-      slowDown: (domain) => services.pacing.slowDown(domain, config.pacing.domainBackoffMs),
-    },
+    pacing: createPacer(services.pacing, config.pacing, MAX_IN_PROCESS_WAIT_MS),
     breakers: { count: (sendId, outcome) => countForBreakers(services, sendId, outcome) },
     recordLater: (write, context) => lateRecords.add(write, context),
     stopping: () => stopping,

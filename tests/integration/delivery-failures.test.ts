@@ -30,11 +30,13 @@ describe('delivery failures', () => {
     expect(report.failures).toEqual([
       expect.objectContaining({ email: 'reader2@example.org', permanent: true, responseCode: 550, attempts: 1, response: expect.stringContaining('5.1.1') }),
     ]);
+    // The job ends, and its bounce is applied, a moment after the recipient's record finished the send.
+    await waitFor(async () => (await services.queue.getFailed()).length > 0, 5_000, 'the failed job');
     const failedJobs = await services.queue.getFailed();
     expect(failedJobs.map((job) => job.id)).toEqual([`${sendId}.2`]);
 
     // A hard bounce is suppressed: the address is never mailed again, not even by a resend.
-    expect((await services.subscribers.get('2'))?.status).toBe('bounced');
+    await waitFor(async () => (await services.subscribers.get('2'))?.status === 'bounced', 5_000, 'the hard bounce to suppress reader2');
     const again = await harness.send('vol-138', { resend: true });
     expect(await harness.waitForSend(again.sendId)).toMatchObject({ total: 2, accepted: 2, failed: 0 });
     expect(rcptAttempts).toBe(1);

@@ -2,10 +2,10 @@
 -- goes to it until the backoff ends. The backoff doubles while the domain keeps answering so (up
 -- to 16 times the base) for each answer that comes after a backoff has run out, and starts again
 -- from the base once the domain has been quiet for twice the last backoff.
--- KEYS: domain
--- ARGV: baseMs
+-- KEYS: domain backoffs
+-- ARGV: domainName baseMs
 -- Returns the backoff, in ms
-local domainKey, base = KEYS[1], tonumber(ARGV[1])
+local domainKey, backoffsKey, domainName, base = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local fields = redis.call('HMGET', domainKey, 'backoffStep', 'lastSlowDown', 'backoffUntil')
@@ -18,5 +18,8 @@ if untilMs > now then return untilMs - now end
 step = math.min(step + 1, 5)
 local backoff = base * 2 ^ (step - 1)
 redis.call('HSET', domainKey, 'backoffStep', step, 'lastSlowDown', now, 'backoffUntil', now + backoff)
+-- The index every worker reads to know which domains to pace at all (ended ones are trimmed here).
+redis.call('ZREMRANGEBYSCORE', backoffsKey, '-inf', now)
+redis.call('ZADD', backoffsKey, now + backoff, domainName)
 redis.call('PEXPIRE', domainKey, math.ceil(backoff * 4) + 3600000)
 return backoff
