@@ -175,7 +175,7 @@ export async function countForBreakers(
   const sendTrip = judgeBreakers(reading.send, settings);
   if (sendTrip) {
     const reason: StateReason = { by: 'breaker', reason: describeTrip(sendTrip), at: new Date().toISOString() };
-    const [changed] = await deps.control.setControl(sendId, 'pause', reason, settings.windowMinutes);
+    const [changed] = await deps.control.setControl(sendId, 'pause', reason, settings.windowMinutes, reading.armed);
     if (changed !== 'changed') return;
     deps.logger.warn(
       { sendId, breaker: sendTrip.kind, rate: sendTrip.rate, threshold: sendTrip.threshold, count: sendTrip.count, sample: sendTrip.sample },
@@ -196,7 +196,7 @@ export async function countForBreakers(
   const domainTrip = judgeBreakers(reading.domain, settings, outcome.domain);
   if (!domainTrip) return;
   const reason: StateReason = { by: 'breaker', reason: describeTrip(domainTrip), at: new Date().toISOString() };
-  if (!(await deps.control.holdDomain(sendId, outcome.domain, reason))) return;
+  if (!(await deps.control.holdDomain(sendId, outcome.domain, reason, reading.armed))) return;
   deps.logger.warn(
     { sendId, domain: outcome.domain, breaker: domainTrip.kind, rate: domainTrip.rate, threshold: domainTrip.threshold },
     `recipient domain held by the send's breaker: ${reason.reason}`,

@@ -50,7 +50,7 @@ export const SCRIPTS = {
   setSendControl: {
     file: 'set-send-control.lua',
     keys: ['send', 'recipients', 'heldDomains'],
-    argv: ['action', 'reason', 'now'],
+    argv: ['action', 'reason', 'now', 'armed'],
     variadicKeys: true,
     reply: outcome('changed', 'unchanged', 'finished', 'cancelled', 'missing'),
   },
@@ -75,7 +75,7 @@ export const SCRIPTS = {
     variadicKeys: true,
     reply: z.tuple([z.string(), z.number().int()]).rest(z.number().int()),
   },
-  holdDomain: { file: 'hold-domain.lua', keys: ['send', 'heldDomains'], argv: ['domain', 'reason'], reply: z.union([z.literal(0), z.literal(1)]) },
+  holdDomain: { file: 'hold-domain.lua', keys: ['send', 'heldDomains'], argv: ['domain', 'reason', 'armed'], reply: z.union([z.literal(0), z.literal(1)]) },
   reserveSlot: {
     file: 'reserve-slot.lua',
     keys: ['global', 'domain'],

@@ -34,6 +34,8 @@ export interface BreakerReading {
   readonly domainHeld: boolean;
   readonly send: BreakerCounts;
   readonly domain: BreakerCounts;
+  /** How many times the send was resumed when the counts were read: a trip passes it on. */
+  readonly armed: number;
 }
 
 /** A send event for the console and outgoing webhooks (work item #6 reads the stream). */
@@ -125,6 +127,12 @@ export class SendControlStore extends RedisStore {
     return (await runScript(this.redis, 'releaseClaim', { claims: this.keys.sendClaims(sendId) }, { subscriberId, claim: formatClaim(claim) })) === 1;
   }
 
+  /** The claim on one recipient, if any. */
+  async claimOf(sendId: string, subscriberId: string): Promise<Claim | undefined> {
+    const value = await this.redis.hget(this.keys.sendClaims(sendId), subscriberId);
+    return value === null ? undefined : parseClaim(value);
+  }
+
   /** Whether a worker process still beats (its heartbeat thread renews the key every second). */
   async workerAlive(workerId: string): Promise<boolean> {
     return (await this.redis.exists(this.keys.workerAlive(workerId))) === 1;
@@ -145,12 +153,19 @@ export class SendControlStore extends RedisStore {
    * Pauses, resumes or cancels a send (set-send-control.lua). Resume also deletes the breaker
    * buckets of the window, which re-arms the breakers.
    */
-  async setControl(sendId: string, action: 'pause' | 'resume' | 'cancel', reason: StateReason | undefined, windowMinutes: number): Promise<ControlOutcome> {
+  async setControl(
+    sendId: string,
+    action: 'pause' | 'resume' | 'cancel',
+    reason: StateReason | undefined,
+    windowMinutes: number,
+    /** A breaker's pause: the resume count its reading was taken under (BreakerReading.armed). */
+    armed?: number,
+  ): Promise<ControlOutcome> {
     return runScript(
       this.redis,
       'setSendControl',
       { send: this.keys.send(sendId), recipients: this.keys.sendRecipients(sendId), heldDomains: this.keys.sendHeldDomains(sendId) },
-      { action, reason: reason ? JSON.stringify(reason) : '', now: new Date().toISOString() },
+      { action, reason: reason ? JSON.stringify(reason) : '', now: new Date().toISOString(), armed: armed ?? '' },
       { keys: action === 'resume' ? this.bucketKeys(sendId, windowMinutes) : [] },
     );
   }
@@ -203,17 +218,17 @@ export class SendControlStore extends RedisStore {
       complaint: sums[offset + 2] ?? 0,
       block: sums[offset + 3] ?? 0,
     });
-    return { control, domainHeld: held === 1, send: counts(0), domain: counts(4) };
+    return { control, domainHeld: held === 1, send: counts(0), domain: counts(4), armed: sums[8] ?? 0 };
   }
 
   /** A breaker holds one domain of the send; false when it was held already (or the send is cancelled). */
-  async holdDomain(sendId: string, domain: string, reason: StateReason): Promise<boolean> {
+  async holdDomain(sendId: string, domain: string, reason: StateReason, armed: number): Promise<boolean> {
     return (
       (await runScript(
         this.redis,
         'holdDomain',
         { send: this.keys.send(sendId), heldDomains: this.keys.sendHeldDomains(sendId) },
-        { domain, reason: JSON.stringify(reason) },
+        { domain, reason: JSON.stringify(reason), armed },
       )) === 1
     );
   }

@@ -2,7 +2,7 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config } from '../../config/index.ts';
 import { applyHeldEvent, holdEvent } from '../app/delivery-events.ts';
 import { countForBreakers } from '../app/send-control.ts';
-import { createDeliveryHandler, MAX_IN_PROCESS_WAIT_MS, type DeliveryDeps, type DeliveryOutcome } from '../delivery/deliver-job.ts';
+import { CLAIM_MAX_AGE_MS, createDeliveryHandler, MAX_IN_PROCESS_WAIT_MS, type DeliveryDeps, type DeliveryOutcome } from '../delivery/deliver-job.ts';
 import { AcceptedButUnrecordedError } from '../delivery/job-errors.ts';
 import { withRetries } from '../delivery/retry.ts';
 import { createPacer } from '../delivery/pacing.ts';
@@ -191,7 +191,18 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
       response: error.message,
       attempts: job.attemptsMade,
     };
-    lateRecords.add(() => sends.markRecipient(sendId, subscriberId, 'failed', failure), { sendId, subscriberId, what: `a failure (${failure.code})` });
+    lateRecords.add(
+      async () => {
+        // A live worker still holding the recipient's claim is at the SMTP server with it (its event
+        // loop stalled past the lock, again and again): it records what the server says itself.
+        // Recording a failure now would make its acceptance unrecordable, and --retry-failed would
+        // mail the recipient again.
+        const claim = stalled ? await services.control.claimOf(sendId, subscriberId) : undefined;
+        if (claim && Date.now() - claim.at < CLAIM_MAX_AGE_MS && (await services.control.workerAlive(claim.workerId))) return false;
+        return sends.markRecipient(sendId, subscriberId, 'failed', failure);
+      },
+      { sendId, subscriberId, what: `a failure (${failure.code})` },
+    );
   });
 
   let closing: Promise<{ handedBack: boolean }> | undefined;

@@ -76,6 +76,10 @@ describe('reputation breakers', () => {
     await waitFor(async () => (await record(services, sendId)).sending === 0, 5_000, 'messages in flight to finish');
     rejecting = false;
     await resumeSend(services, { issueId: 'vol-138', who: 'test:ops' });
+    // A trip judged on counts read before the resume (armed 0) can't undo it.
+    const stale = { by: 'breaker' as const, reason: 'judged on counts from before the resume', at: new Date().toISOString() };
+    expect(await services.control.setControl(sendId, 'pause', stale, 15, 0)).toEqual(['unchanged', 'active']);
+    expect(await services.control.holdDomain(sendId, 'example.org', stale, 0)).toBe(false);
     const finished = await harness.waitForSend(sendId, 30_000);
     expect(finished).toMatchObject({ state: 'sent-with-failures', total: subscribers, stateReason: undefined });
     expect(finished.accepted + finished.failed).toBe(subscribers);

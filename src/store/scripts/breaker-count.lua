@@ -4,8 +4,9 @@
 -- judgement (a rate over its threshold) is core/breaker-policy.ts; this only counts.
 -- KEYS: send heldDomains (bucket)...
 -- ARGV: domain sample kind ttlSeconds
--- Returns {control, domainHeld, sendSample, sendHard, sendComplaint, sendBlock, domainSample, domainHard, domainComplaint, domainBlock},
--- or control 'unjudged' when no judgement is due
+-- Returns {control, domainHeld, sendSample, sendHard, sendComplaint, sendBlock, domainSample, domainHard, domainComplaint, domainBlock, armed},
+-- or control 'unjudged' when no judgement is due; `armed` counts the resumes (a trip judged on counts
+-- from before a resume must not undo it)
 local sendKey, heldKey, current = KEYS[1], KEYS[2], KEYS[3]
 local domain, sample, kind, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 if sample > 0 then
@@ -37,4 +38,5 @@ local held = 0
 if domain ~= '' then held = redis.call('HEXISTS', heldKey, domain) end
 local reply = {redis.call('HGET', sendKey, 'control') or 'active', held}
 for position = 1, 8 do reply[#reply + 1] = sums[position] end
+reply[#reply + 1] = tonumber(redis.call('HGET', sendKey, 'armed') or '0')
 return reply
