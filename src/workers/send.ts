@@ -193,12 +193,15 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
     };
     lateRecords.add(
       async () => {
-        // A live worker still holding the recipient's claim is at the SMTP server with it (its event
-        // loop stalled past the lock, again and again): it records what the server says itself.
-        // Recording a failure now would make its acceptance unrecordable, and --retry-failed would
-        // mail the recipient again.
+        // A live worker still holding the recipient's claim may be at the SMTP server with it (its
+        // event loop stalled past the lock, again and again): recording a failure now would make
+        // its acceptance unrecordable, and --retry-failed would mail the recipient again. So this
+        // waits (the late records retry) until that worker has recorded the outcome itself
+        // (then this records nothing) or is gone (its heartbeat lapses within seconds).
         const claim = stalled ? await services.control.claimOf(sendId, subscriberId) : undefined;
-        if (claim && Date.now() - claim.at < CLAIM_MAX_AGE_MS && (await services.control.workerAlive(claim.workerId))) return false;
+        if (claim && Date.now() - claim.at < CLAIM_MAX_AGE_MS && (await services.control.workerAlive(claim.workerId))) {
+          throw new Error(`recipient ${subscriberId} is claimed by a live worker (${claim.workerId})`);
+        }
         return sends.markRecipient(sendId, subscriberId, 'failed', failure);
       },
       { sendId, subscriberId, what: `a failure (${failure.code})` },
