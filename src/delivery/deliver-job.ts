@@ -91,11 +91,6 @@ export interface DeliveryDeps {
   readonly stopping: () => boolean;
   /** Waits between tries to record an outcome: rides out a Redis failover of a few seconds. */
   readonly recordRetryDelaysMs: readonly number[];
-  /**
-   * Holds back every worker of the queue for a while (BullMQ's manual rate limit): how the SMTP
-   * outage circuit holds the queue (the handler itself never calls it; tests wrap it to see holds).
-   */
-  readonly pauseSending: (durationMs: number, reason: string) => Promise<void>;
   /** This process's SMTP outage circuit (delivery/smtp-outage.ts): is the service down, and one probe at a time while it is. */
   readonly outage: SmtpOutage;
 }

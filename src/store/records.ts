@@ -23,3 +23,10 @@ export function parseJson(text: string | null | undefined): unknown {
     return undefined;
   }
 }
+
+/** A flat Redis reply [subscriberId, jobId, subscriberId, jobId, …] (HSCAN, HRANDFIELD, a script's) as pairs. */
+export function subscriberJobPairs(flat: readonly string[]): { subscriberId: string; jobId: string }[] {
+  const result: { subscriberId: string; jobId: string }[] = [];
+  for (let index = 0; index + 1 < flat.length; index += 2) result.push({ subscriberId: flat[index]!, jobId: flat[index + 1]! });
+  return result;
+}

@@ -2,6 +2,7 @@ import { breakerMinutes, type BreakerCounts, type BreakerKind } from '../core/br
 import type { SendControl, StateReason } from '../core/send-status.ts';
 import { runScript, type ReplyOf } from './scripts.ts';
 import { RedisStore } from './redis-store.ts';
+import { subscriberJobPairs } from './records.ts';
 
 /** A `sending` claim: which worker process holds a recipient, since when, for which job. */
 export interface Claim {
@@ -185,9 +186,7 @@ export class SendControlStore extends RedisStore {
       { now: new Date().toISOString() },
       { argv: subscriberIds },
     );
-    const skipped: { subscriberId: string; jobId: string }[] = [];
-    for (let index = 0; index + 1 < flat.length; index += 2) skipped.push({ subscriberId: flat[index]!, jobId: flat[index + 1]! });
-    return skipped;
+    return subscriberJobPairs(flat);
   }
 
   /** Recipient ids of a send, a page at a time (HSCAN of its recipients); '0' ends. */

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { compiledIssueSchema, type CompiledIssue } from '../core/compiled-issue.ts';
 import { computeSendStatus, type RecipientFailure, type RecipientState, type SendStatus, type StateReason } from '../core/send-status.ts';
 import { takeLease, type Lease } from './lease.ts';
-import { parseJson, parseRecord } from './records.ts';
+import { parseJson, parseRecord, subscriberJobPairs } from './records.ts';
 import { runScript } from './scripts.ts';
 import { RedisStore } from './redis-store.ts';
 
@@ -393,13 +393,13 @@ export class SendStore extends RedisStore {
   async sampleQueuedJobs(sendId: string, count: number): Promise<{ subscriberId: string; jobId: string }[]> {
     const reply = (await this.redis.call('HRANDFIELD', this.keys.sendQueuedJobs(sendId), String(count), 'WITHVALUES')) as (string | [string, string])[];
     // RESP3 answers with [field, value] pairs, RESP2 with one flat list.
-    return pairs(reply.flat());
+    return subscriberJobPairs(reply.flat());
   }
 
   /** Queued recipients with their job ids, a page at a time (HSCAN; for repairs, never for a status). '0' ends. */
   async queuedJobsPage(sendId: string, cursor: string): Promise<{ cursor: string; jobs: { subscriberId: string; jobId: string }[] }> {
     const [next, flat] = await this.redis.hscan(this.keys.sendQueuedJobs(sendId), cursor, 'COUNT', 500);
-    return { cursor: next, jobs: pairs(flat) };
+    return { cursor: next, jobs: subscriberJobPairs(flat) };
   }
 
   /** Takes the send's retry lock for `ms` (renew it while working); undefined when another retry holds it. */
@@ -429,10 +429,4 @@ export class SendStore extends RedisStore {
     } while (cursor !== '0' && result.length < limit);
     return result;
   }
-}
-
-function pairs(flat: readonly string[]): { subscriberId: string; jobId: string }[] {
-  const result: { subscriberId: string; jobId: string }[] = [];
-  for (let index = 0; index + 1 < flat.length; index += 2) result.push({ subscriberId: flat[index]!, jobId: flat[index + 1]! });
-  return result;
 }

@@ -106,8 +106,8 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
     // A probe is one session set up (connect, greeting, EHLO): the transport's own bound for that.
     probeTimeoutMs: SMTP_TIMEOUTS.connectionMs,
     probe: () => transport.verify(),
-    // Through the handler's deps (declared below, called only once jobs run), so a test that wraps pauseSending sees every hold.
-    hold: (durationMs, reason) => deps.pauseSending(durationMs, reason),
+    // BullMQ's manual rate limit: holds the workers of every process.
+    hold: async (durationMs) => void (await queue.rateLimit(durationMs)),
     release: () => queue.removeRateLimitKey(),
     // Only a manual hold sets the limiter key to this value; a pacing limiter's count never reaches it.
     heldForMs: () => queue.getRateLimitTtl(Number.MAX_SAFE_INTEGER),
@@ -134,7 +134,6 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
       apply: (event, heldAs) => applyHeldEvent(services, event, heldAs),
     },
     recordRetryDelaysMs: options.recordRetryDelaysMs ?? RECORD_RETRY_DELAYS_MS,
-    pauseSending: (durationMs) => queue.rateLimit(durationMs),
     outage,
   };
   const deps = options.wrapDeps ? options.wrapDeps(baseDeps) : baseDeps;
