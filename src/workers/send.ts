@@ -107,7 +107,7 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
     probeTimeoutMs: SMTP_TIMEOUTS.connectionMs,
     probe: () => transport.verify(),
     // BullMQ's manual rate limit: holds the workers of every process.
-    hold: async (durationMs) => void (await queue.rateLimit(durationMs)),
+    hold: (durationMs) => queue.rateLimit(durationMs),
     release: () => queue.removeRateLimitKey(),
     // Only a manual hold sets the limiter key to this value; a pacing limiter's count never reaches it.
     heldForMs: () => queue.getRateLimitTtl(Number.MAX_SAFE_INTEGER),
