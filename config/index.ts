@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { envSchema, type LogLevel, type Mailbox } from './schema.ts';
+import { environmentSchema, type LogLevel, type Mailbox } from './schema.ts';
 
 export type { LogLevel, Mailbox } from './schema.ts';
 
@@ -26,6 +26,15 @@ export interface Config {
   readonly issuesDir: string;
   /** Where `newsletter serve` listens (the unsubscribe endpoint behind PUBLIC_URL). */
   readonly http: { readonly host: string; readonly port: number };
+  /** The console, API and metrics endpoint served by `newsletter serve`. */
+  readonly console: {
+    /** Bearer token a Prometheus scrape of /metrics presents; unset: /metrics is open on a loopback-only server, else needs an API token. */
+    readonly metricsToken: string | undefined;
+    /** How long a console login lasts. */
+    readonly sessionMaxAgeHours: number;
+    /** Login attempts one client address may make per 15 minutes. */
+    readonly loginAttemptsPer15Min: number;
+  };
   readonly send: {
     /** Jobs one worker process runs at once. */
     readonly workerConcurrency: number;
@@ -110,6 +119,19 @@ export interface Config {
     /** Bearer secret of the generic JSON webhook. */
     readonly genericSecret: string | undefined;
   };
+  /**
+   * Outgoing webhooks: send.started, send.paused, send.finished and breaker.tripped POSTed to one
+   * URL, signed with the secret (see app/event-webhooks.ts); undefined when EVENT_WEBHOOK_URL is unset.
+   */
+  readonly eventWebhook:
+    | {
+        readonly url: string;
+        /** HMAC-SHA256 key of the x-newsletter-signature header, shared with the receiver. */
+        readonly secret: string;
+        /** Tries per event, the first included, with a doubling wait between them. */
+        readonly maxAttempts: number;
+      }
+    | undefined;
   /** pino level of the structured log (standard error). */
   readonly logLevel: LogLevel;
 }
@@ -127,7 +149,7 @@ export class ConfigError extends Error {
  * from (process.env in the shells, literals in tests).
  */
 export function parseConfig(source: Readonly<Record<string, string | undefined>>): Config {
-  const result = envSchema.safeParse(source);
+  const result = environmentSchema.safeParse(source);
   if (!result.success) {
     throw new ConfigError(
       result.error.issues.map((issue) => {
@@ -149,6 +171,7 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
     appSecret: env.APP_SECRET,
     issuesDir: path.resolve(PROJECT_ROOT, env.ISSUES_DIR),
     http: { host: env.HTTP_HOST, port: env.HTTP_PORT },
+    console: { metricsToken: env.METRICS_TOKEN, sessionMaxAgeHours: env.SESSION_MAX_AGE_HOURS, loginAttemptsPer15Min: env.LOGIN_ATTEMPTS_PER_15_MIN },
     send: {
       workerConcurrency: env.WORKER_CONCURRENCY,
       maxAttempts: env.SEND_MAX_ATTEMPTS,
@@ -190,6 +213,10 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
       sendgridPublicKey: env.SENDGRID_WEBHOOK_PUBLIC_KEY,
       genericSecret: env.WEBHOOK_SECRET,
     },
+    eventWebhook:
+      env.EVENT_WEBHOOK_URL && env.EVENT_WEBHOOK_SECRET
+        ? { url: env.EVENT_WEBHOOK_URL, secret: env.EVENT_WEBHOOK_SECRET, maxAttempts: env.EVENT_WEBHOOK_MAX_ATTEMPTS }
+        : undefined,
     logLevel: env.LOG_LEVEL,
   });
 }

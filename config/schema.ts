@@ -129,6 +129,15 @@ function isP256PublicKey(text: string): boolean {
   }
 }
 
+/** Whether a text is an absolute http:// or https:// URL. */
+function isHttpUrl(value: string): boolean {
+  try {
+    return ['http:', 'https:'].includes(new URL(value).protocol);
+  } catch {
+    return false;
+  }
+}
+
 /** A credential that turns a feature on when set; short ones are refused, they can be guessed. */
 function optionalSecret(name: string, minLength: number) {
   return z
@@ -161,6 +170,9 @@ export const envSchema = z.object({
   ISSUES_DIR: z.string().min(1).default('emails/issues'),
   HTTP_HOST: z.string().trim().min(1, 'HTTP_HOST must not be empty').default('127.0.0.1'),
   HTTP_PORT: portNumber('HTTP_PORT').default(8080),
+  METRICS_TOKEN: optionalSecret('METRICS_TOKEN', 32),
+  SESSION_MAX_AGE_HOURS: positiveInt('SESSION_MAX_AGE_HOURS').default(12),
+  LOGIN_ATTEMPTS_PER_15_MIN: positiveInt('LOGIN_ATTEMPTS_PER_15_MIN').default(10),
   WORKER_CONCURRENCY: positiveInt('WORKER_CONCURRENCY').default(40),
   SMTP_POOL_SIZE: positiveInt('SMTP_POOL_SIZE').default(10),
   SMTP_MAX_MESSAGES_PER_CONNECTION: positiveInt('SMTP_MAX_MESSAGES_PER_CONNECTION').default(1000),
@@ -209,5 +221,25 @@ export const envSchema = z.object({
     message: 'SENDGRID_WEBHOOK_PUBLIC_KEY must be the verification key SendGrid shows: a base64 (or PEM) EC P-256 public key',
   }),
   WEBHOOK_SECRET: optionalSecret('WEBHOOK_SECRET', 32),
+  EVENT_WEBHOOK_URL: z
+    .string()
+    .trim()
+    .optional()
+    .refine((value) => !value || isHttpUrl(value), { message: 'EVENT_WEBHOOK_URL must be a URL starting with http:// or https://' })
+    .transform((value) => value || undefined),
+  EVENT_WEBHOOK_SECRET: optionalSecret('EVENT_WEBHOOK_SECRET', 32),
+  EVENT_WEBHOOK_MAX_ATTEMPTS: positiveInt('EVENT_WEBHOOK_MAX_ATTEMPTS').default(8),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+});
+
+/** envSchema with the rules between keys, checked once every key parses alone: what parseConfig applies. */
+export const environmentSchema = envSchema.superRefine((env, ctx) => {
+  // Outgoing webhooks are signed: a URL without the secret would send events anyone could forge.
+  if (env.EVENT_WEBHOOK_URL && !env.EVENT_WEBHOOK_SECRET) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['EVENT_WEBHOOK_SECRET'],
+      message: 'EVENT_WEBHOOK_SECRET is required when EVENT_WEBHOOK_URL is set: at least 32 characters, shared with the receiver (try: openssl rand -hex 32)',
+    });
+  }
 });

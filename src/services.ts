@@ -1,6 +1,6 @@
-import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/index.ts';
+import type { AppServices } from './app/app-services.ts';
 import { startupRedisProblems, type RedisProblem } from './core/redis-requirements.ts';
 import { UserFacingError } from './core/errors.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -9,33 +9,14 @@ import { EventStore } from './store/event-store.ts';
 import { ReportInbox } from './store/report-inbox.ts';
 import { migrateStore } from './store/migrate.ts';
 import { readRedisSettings } from './store/redis-settings.ts';
-import { createSendQueue, type SendJobData } from './store/send-queue.ts';
+import { createSendQueue } from './store/send-queue.ts';
 import { PacingStore } from './store/pacing-store.ts';
 import { SendControlStore } from './store/send-control.ts';
 import { SendStore } from './store/send-store.ts';
 import { SubscriberStore } from './store/subscriber-store.ts';
 
 /** The stores, the queue and the logger the use cases work with, over one Redis connection. */
-export interface Services {
-  readonly config: Config;
-  readonly logger: Logger;
-  readonly redis: Redis;
-  readonly subscribers: SubscriberStore;
-  readonly sends: SendStore;
-  readonly queue: Queue<SendJobData>;
-  /** Delivery events: per subscriber and per send. */
-  readonly events: EventStore;
-  /** Received bounce and complaint reports, held until applied. */
-  readonly reports: ReportInbox;
-  /** Pause, resume, cancel, the `sending` claims, the breakers' counts and the send event stream. */
-  readonly control: SendControlStore;
-  /** The pacing budgets every worker process shares. */
-  readonly pacing: PacingStore;
-  /**
-   * What start-up found wrong with Redis as a durable store (eviction policy, persistence, or a
-   * setting it could not read); empty when all is well. Logged once per process; the CLI prints them.
-   */
-  readonly redisWarnings: readonly RedisProblem[];
+export interface Services extends AppServices {
   close(): Promise<void>;
 }
 

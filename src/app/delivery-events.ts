@@ -119,11 +119,13 @@ export async function applyDeliveryEvent(
   const now = deps.now?.() ?? new Date();
   const subscriber = await deps.events.applyToSubscriber(event, effect, now);
   const sendId = event.sendId;
-  const appliedToSend = sendId !== undefined && (await deps.events.applyToSend({ ...event, sendId }, effect));
+  // The recipient's domain: the send counts the event under it too (the dashboard's breakdown), and its breakers judge it.
+  const email = sendId === undefined ? undefined : await deps.subscribers.emailOf(event.subscriberId);
+  const domain = email ? domainOf(email) : '';
+  const appliedToSend = sendId !== undefined && (await deps.events.applyToSend({ ...event, sendId }, effect, domain));
   // A hard bounce, complaint or block counts once against its send's breakers (replays don't).
   if (appliedToSend && isBreakerKind(event.kind)) {
-    const email = await deps.subscribers.emailOf(event.subscriberId);
-    await countForBreakers(deps, sendId, { domain: email ? domainOf(email) : '', sample: false, kind: event.kind }).catch((error: unknown) =>
+    await countForBreakers(deps, sendId, { domain, sample: false, kind: event.kind }).catch((error: unknown) =>
       deps.logger.warn({ err: error, sendId, eventId: event.id }, 'could not count the event for the breakers'),
     );
   }

@@ -1,4 +1,5 @@
 import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { CsvError, parse, type InfoRecord } from 'csv-parse';
 import { UserFacingError } from '../core/errors.ts';
@@ -27,6 +28,25 @@ export interface ImportReport {
   /** The first INVALID_ROWS_KEPT of them, with line and reason (a broken 1M-line file stays small). */
   readonly invalid: readonly InvalidRow[];
 }
+
+/** Where an import stands, for a progress display (`subscribers import` draws a bar by bytes). */
+export interface ImportProgress {
+  /** Data rows read so far (imported, updated or invalid); the header is not one. */
+  readonly rows: number;
+  /** Bytes of the file parsed so far. */
+  readonly bytesRead: number;
+  /** The file's size (its size when the import started, or what was read if it grew since). */
+  readonly totalBytes: number;
+}
+
+/** Options of importSubscribersCsv. */
+export interface ImportOptions {
+  /** Called every PROGRESS_EVERY_ROWS rows and once at the end of a successful import. */
+  readonly onProgress?: (progress: ImportProgress) => void;
+}
+
+/** Rows between two onProgress calls. */
+const PROGRESS_EVERY_ROWS = 500;
 
 /** Invalid rows reported in detail; the rest are only counted. */
 export const INVALID_ROWS_KEPT = 1000;
@@ -137,7 +157,10 @@ function importedBefore(rows: number): string {
  * quote), stops the import with a CsvImportError naming the line; the rows before it stay imported.
  * A stray quote inside an unquoted field (`Robert "Bob" Smith`) is kept as text, as spreadsheets write it.
  */
-export async function importSubscribersCsv(store: SubscriberStore, file: string, list: string): Promise<ImportReport> {
+export async function importSubscribersCsv(store: SubscriberStore, file: string, list: string, options: ImportOptions = {}): Promise<ImportReport> {
+  const { onProgress } = options;
+  // A file that can't be read fails below, from the stream, with the message for it.
+  const sizeAtStart = onProgress ? ((await stat(file).catch(() => undefined))?.size ?? 0) : 0;
   const input = createReadStream(file);
   const text = new TextOnly(() => input.destroy());
   // The first parse error is kept, not thrown: a thrown one destroys the stream and drops the rows
@@ -186,6 +209,11 @@ export async function importSubscribersCsv(store: SubscriberStore, file: string,
     batch = [];
   };
 
+  let rowsRead = 0;
+  // What the parser has consumed, not what was read: reading runs a chunk or more ahead.
+  let bytesParsed = 0;
+  const reportProgress = () => onProgress?.({ rows: rowsRead, bytesRead: bytesParsed, totalBytes: Math.max(sizeAtStart, bytesParsed) });
+
   // The line of the last row read, so a failing row's start is known.
   let lastLine = 0;
   try {
@@ -202,6 +230,9 @@ export async function importSubscribersCsv(store: SubscriberStore, file: string,
         continue;
       }
       const line = info.lines;
+      rowsRead += 1;
+      bytesParsed = info.bytes;
+      if (rowsRead % PROGRESS_EVERY_ROWS === 0) reportProgress();
       if (record.length > header.length) {
         skip({ line, reason: `the row has ${record.length} fields but the header has ${header.length} (an unquoted comma?)` });
         continue;
@@ -229,6 +260,8 @@ export async function importSubscribersCsv(store: SubscriberStore, file: string,
     }
     if (failure.csv) throw new CsvImportError(`${file}: ${describeCsvError(failure.csv, lastLine + 1)}${importedBefore(imported + updated)}`);
     if (!header) throw new CsvImportError(`${file}: the file is empty; it needs a header row with an "email" column`);
+    bytesParsed = input.bytesRead;
+    reportProgress();
   } catch (error) {
     if (error instanceof CsvImportError) throw error;
     // Not expected with skip_records_with_error, but any parse error is the file's fault, not a bug.

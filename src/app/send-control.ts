@@ -1,10 +1,10 @@
 import { Job, type Queue } from 'bullmq';
 import type { Config } from '../../config/index.ts';
-import { describeTrip, judgeBreakers, type BreakerKind } from '../core/breaker-policy.ts';
+import { describeTrip, judgeBreakers, type BreakerKind, type BreakerTrip } from '../core/breaker-policy.ts';
 import { UserFacingError } from '../core/errors.ts';
 import type { StateReason } from '../core/send-status.ts';
 import type { Logger } from '../logger.ts';
-import type { SendControlStore } from '../store/send-control.ts';
+import type { SendControlStore, SendEvent } from '../store/send-control.ts';
 import type { SendJobData } from '../store/send-queue.ts';
 import type { SendStore } from '../store/send-store.ts';
 import { requireLatestSend } from './send-report.ts';
@@ -190,6 +190,7 @@ export async function countForBreakers(
       rate: String(sendTrip.rate),
       threshold: String(sendTrip.threshold),
     });
+    await deps.control.publish(breakerTripped(sendId, sendTrip, 'send-paused', reason.reason));
     return;
   }
   if (reading.domainHeld || outcome.domain === '') return;
@@ -202,4 +203,22 @@ export async function countForBreakers(
     `recipient domain held by the send's breaker: ${reason.reason}`,
   );
   await deps.control.publish({ type: 'send.domain-held', sendId, domain: outcome.domain, by: 'breaker', reason: reason.reason, breaker: domainTrip.kind });
+  await deps.control.publish(breakerTripped(sendId, domainTrip, 'domain-held', reason.reason));
+}
+
+/** breaker.tripped, for the outgoing webhooks: which breaker, the numbers that tripped it, and what it did. */
+function breakerTripped(sendId: string, trip: BreakerTrip, action: 'send-paused' | 'domain-held', reason: string): SendEvent {
+  return {
+    type: 'breaker.tripped',
+    sendId,
+    breaker: trip.kind,
+    action,
+    ...(trip.domain ? { domain: trip.domain } : {}),
+    rate: String(trip.rate),
+    threshold: String(trip.threshold),
+    count: String(trip.count),
+    sample: String(trip.sample),
+    setting: trip.setting,
+    reason,
+  };
 }

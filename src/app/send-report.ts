@@ -68,6 +68,17 @@ export async function sendProblems(
   list: string | undefined,
 ): Promise<{ sendId: string; problems: RecipientProblem[] }> {
   const sendId = await requireLatestSend(services, issueId, list);
+  return { sendId, problems: await recipientProblems(services, sendId) };
+}
+
+/**
+ * The problems of one send (see sendProblems), by subscriber id: what the console's failures table
+ * pages through. Reads the send's failure and report records, never all its recipients.
+ */
+export async function recipientProblems(
+  services: Pick<SendDeps, 'sends' | 'subscribers'> & { readonly events: EventStore },
+  sendId: string,
+): Promise<RecipientProblem[]> {
   const failures = new Map((await services.sends.failures(sendId, Number.POSITIVE_INFINITY)).map(({ subscriberId, failure }) => [subscriberId, failure]));
   const events = new Map<string, DeliveryEvent>();
   let cursor = '0';
@@ -88,5 +99,5 @@ export async function sendProblems(
       event: event ? { id: event.id, kind: event.kind, source: event.source, diagnostic: event.diagnostic, at: event.at } : undefined,
     };
   });
-  return { sendId, problems };
+  return problems;
 }

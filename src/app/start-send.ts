@@ -1,18 +1,16 @@
 import type { Queue } from 'bullmq';
 import type { Config } from '../../config/index.ts';
 import { loadIssue } from '../content/load-issue.ts';
-import { UserFacingError } from '../core/errors.ts';
+import { SendRefusedError } from './send-refused.ts';
 import { compileContextFor, compileIssue } from '../render/compile-issue.ts';
 import type { SubscriberStore } from '../store/subscriber-store.ts';
 import { fanOut } from './fan-out.ts';
 import { retryJobId, type SendJobData } from '../store/send-queue.ts';
 import { queueDeliveries, repairOrphans } from './send-jobs.ts';
 import type { SendStore } from '../store/send-store.ts';
+import type { SendControlStore } from '../store/send-control.ts';
 
-/** A send the pipeline will not start: a draft, a repeat without --resend, an empty list. */
-export class SendRefusedError extends UserFacingError {
-  override readonly name = 'SendRefusedError';
-}
+export { SendRefusedError };
 
 /** What the send use cases work with. */
 export interface SendDeps {
@@ -42,7 +40,7 @@ export interface StartSendResult {
  * The editor's "send": checks the issue may go out, records the send with its compiled issue, and
  * fans out one job per active subscriber. Returns once everything is queued; workers do the rest.
  */
-export async function startSend(deps: SendDeps, request: StartSendRequest): Promise<StartSendResult> {
+export async function startSend(deps: SendDeps & { readonly control: Pick<SendControlStore, 'publish'> }, request: StartSendRequest): Promise<StartSendResult> {
   const { config, sends, subscribers, queue } = deps;
   const issue = await loadIssue(config.issuesDir, request.issueId);
   if (issue.status !== 'finished') {
@@ -62,6 +60,8 @@ export async function startSend(deps: SendDeps, request: StartSendRequest): Prom
     // A crash or Ctrl-C during fan-out: finish queueing that send with its stored compiled issue.
     await sends.markIssueSent(issue.id);
     await fanOut({ ...fanOutOptions, sendId: existing.id, startAfter: existing.fanOutCursor });
+    // The interrupted run died before it could announce the send.
+    await announceStarted(deps, existing.id);
     return { sendId: existing.id, resumed: true, warnings: [] };
   }
   if (existing && !request.resend) throw alreadySent(existing.id, existing.state, issue.id, request.list);
@@ -71,7 +71,18 @@ export async function startSend(deps: SendDeps, request: StartSendRequest): Prom
   if (!created) throw alreadySent(sendId, 'just started by someone else', issue.id, request.list);
   await sends.markIssueSent(issue.id);
   await fanOut({ ...fanOutOptions, sendId, startAfter: 0 });
+  await announceStarted(deps, sendId);
   return { sendId, resumed: false, warnings: compiled.warnings };
+}
+
+/**
+ * send.started on the send event stream, once everything is queued (so it carries the total): the
+ * console and the outgoing webhooks read it (app/event-webhooks.ts).
+ */
+async function announceStarted(deps: Pick<SendDeps, 'sends'> & { readonly control: Pick<SendControlStore, 'publish'> }, sendId: string): Promise<void> {
+  const record = await deps.sends.get(sendId);
+  if (!record) return;
+  await deps.control.publish({ type: 'send.started', sendId, issue: record.issueId, list: record.list, total: String(record.total) });
 }
 
 /** How long one --retry-failed may hold a send's retry lock without renewing it (it renews every page). */

@@ -89,6 +89,11 @@ export async function requireByEmail(store: SubscriberStore, rawEmail: string): 
 }
 
 /** A list's members by status, or a UserFacingError when there is no such list. */
+/** The lists a send can go to: those that have (or had) subscribers. */
+export async function listNames(store: SubscriberStore): Promise<string[]> {
+  return store.listNames();
+}
+
 export async function countSubscribers(store: SubscriberStore, list: string) {
   if (!(await store.listExists(list))) throw new UserFacingError(`There is no list "${list}"`);
   return store.countList(list);

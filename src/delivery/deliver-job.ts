@@ -136,6 +136,8 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       error: (fields: object, message: string) => logger.error({ ...ids, ...fields }, message),
     };
 
+    /** The recipient's domain once the subscriber is read ('' when they no longer exist): the send's per-domain counters use it. */
+    let recipientDomain: string | undefined;
     /**
      * Records a final outcome. If Redis won't take it even after retries, the job comes back later
      * (without spending an attempt) instead of ending: no recipient is left queued without a job.
@@ -150,7 +152,10 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       }
     };
     const recordFailure = async (failure: Omit<RecipientFailure, 'at' | 'attempts'>, cause: string, messageId?: string): Promise<void> => {
-      await recordFinal(() => sends.markRecipient(sendId, subscriberId, 'failed', { ...failure, at: new Date().toISOString(), attempts }), 'the failure');
+      await recordFinal(
+        () => sends.markRecipient(sendId, subscriberId, 'failed', { ...failure, at: new Date().toISOString(), attempts }, undefined, recipientDomain),
+        'the failure',
+      );
       log.warn(
         { outcome: 'failed', messageId, permanent: failure.permanent, code: failure.code, responseCode: failure.responseCode, response: failure.response },
         cause,
@@ -181,7 +186,7 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       throw new DelayedError();
     };
     const skipCancelled = async (): Promise<DeliveryOutcome> => {
-      await recordFinal(() => sends.markRecipient(sendId, subscriberId, 'skipped', undefined, 'cancelled'), 'the skip');
+      await recordFinal(() => sends.markRecipient(sendId, subscriberId, 'skipped', undefined, 'cancelled', recipientDomain), 'the skip');
       log.info({ outcome: 'skipped', reason: 'cancelled' }, 'skipped: the send was cancelled');
       return { outcome: 'skipped', reason: 'send cancelled' };
     };
@@ -198,13 +203,14 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       deps.control.gate(sendId),
     ]);
     if (state !== 'queued') return { outcome: 'already-done', state: state ?? 'unknown' };
+    if ('value' in subscriberRead) recipientDomain = subscriberRead.value ? domainOf(subscriberRead.value.email) : '';
     // One job per recipient may send: the one the send's job index names (none named: a send from
     // before the index, whose fan-out job is the only one).
     if (assignedJob !== undefined && assignedJob !== job.id) return { outcome: 'superseded', by: assignedJob };
     // This process already had this message accepted but could not record it (the job came back
     // after a lost lock, say): record it now, and never send it again.
     if (deps.acceptedUnrecorded.has(acceptanceKey(sendId, subscriberId))) {
-      await recordFinal(() => sends.markRecipient(sendId, subscriberId, 'accepted'), 'an earlier acceptance');
+      await recordFinal(() => sends.markRecipient(sendId, subscriberId, 'accepted', undefined, undefined, recipientDomain), 'an earlier acceptance');
       deps.acceptedUnrecorded.delete(acceptanceKey(sendId, subscriberId));
       log.info({ outcome: 'accepted', late: true }, 'accepted (recorded late)');
       return { outcome: 'already-done', state: 'accepted' };
@@ -219,7 +225,7 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
     const subscriber = subscriberRead.value;
     if (!subscriber || subscriber.status !== 'active') {
       const reason = subscriber ? `subscriber is ${subscriber.status}` : 'subscriber no longer exists';
-      await recordFinal(() => sends.markRecipient(sendId, subscriberId, 'skipped'), 'the skip');
+      await recordFinal(() => sends.markRecipient(sendId, subscriberId, 'skipped', undefined, undefined, recipientDomain), 'the skip');
       log.info({ outcome: 'skipped', reason }, 'skipped');
       return { outcome: 'skipped', reason };
     }
@@ -391,7 +397,7 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       }
       // The server has the message now. Whatever happens next, this job must not send it again.
       try {
-        await record(() => sends.markRecipient(sendId, subscriberId, 'accepted'));
+        await record(() => sends.markRecipient(sendId, subscriberId, 'accepted', undefined, undefined, domain));
       } catch (recordError) {
         // Keep trying at once, in the background, and end the job so BullMQ never runs it again.
         // If its lock lapses before Redis is back, the job may come back: this process knows not to
@@ -401,7 +407,7 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
         deps.recordLater(
           // Forgotten only once recorded: a failed try in between must not let this process send it again.
           async () => {
-            const changed = await sends.markRecipient(sendId, subscriberId, 'accepted');
+            const changed = await sends.markRecipient(sendId, subscriberId, 'accepted', undefined, undefined, domain);
             deps.acceptedUnrecorded.delete(acceptanceKey(sendId, subscriberId));
             return changed;
           },

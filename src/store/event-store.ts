@@ -114,8 +114,15 @@ export class EventStore extends RedisStore {
     return { applied: outcome === 'applied', missing: outcome === 'missing', statusBefore: status(before), statusAfter: status(after) };
   }
 
-  /** Records an event on its send (counter, strongest report), once; false for a replay or an unknown send. */
-  async applyToSend(event: DeliveryEvent & { readonly sendId: string }, effect: Pick<EventEffect, 'sendCounter' | 'reportRank'>): Promise<boolean> {
+  /**
+   * Records an event on its send (counter, strongest report), once; false for a replay or an
+   * unknown send. The counter is also kept under the recipient's `domain` ('' when unknown).
+   */
+  async applyToSend(
+    event: DeliveryEvent & { readonly sendId: string },
+    effect: Pick<EventEffect, 'sendCounter' | 'reportRank'>,
+    domain: string,
+  ): Promise<boolean> {
     const { sendId } = event;
     const applied = await runScript(
       this.redis,
@@ -125,6 +132,7 @@ export class EventStore extends RedisStore {
         eventIds: this.keys.sendEventIds(sendId),
         eventKinds: this.keys.sendEventKinds(sendId),
         reported: this.keys.sendReportedEvents(sendId),
+        domains: this.keys.sendDomains(sendId),
       },
       {
         subscriberId: event.subscriberId,
@@ -133,6 +141,7 @@ export class EventStore extends RedisStore {
         counter: effect.sendCounter ?? '',
         rank: effect.reportRank,
         event: JSON.stringify(event),
+        domain,
       },
     );
     return applied === 1;

@@ -22,6 +22,8 @@ export function redisKeys(prefix: string) {
     migrationLock: `${prefix}:migration-lock`,
     /** Prefix BullMQ puts before its own queue keys. */
     bullPrefix: `${prefix}:bull`,
+    /** Prefix of @fastify/rate-limit's counters of console login attempts (one key per client address, with a TTL). */
+    loginRateLimit: `${prefix}:login-limit:`,
 
     /** Counter: the last subscriber id handed out. */
     subscriberSeq: `${subs}:seq`,
@@ -87,6 +89,18 @@ export function redisKeys(prefix: string) {
     sendEventKinds: (sendId: string) => `${send(sendId)}:event-kinds`,
     /** Hash: subscriber id → JSON of the latest bounce, complaint or unsubscribe reported for them. */
     sendReportedEvents: (sendId: string) => `${send(sendId)}:reported`,
+    /**
+     * Hash: "<start of a 10-second bucket, ms>|<state>" → recipients that reached accepted, failed or
+     * skipped in it, and `requeued` (failed ones `--retry-failed` put back): the dashboard's
+     * progress chart and rate, kept by the scripts that record a final state.
+     */
+    sendProgress: (sendId: string) => `${send(sendId)}:progress`,
+    /**
+     * Hash: "<recipient domain>|<count>" → n, where count is accepted, failed or skipped (kept with
+     * the recipient's final state) or a delivery event counter (bounced, softBounced, blocked,
+     * complained, unsubscribed: apply-send-event.lua); domain '' when it was unknown.
+     */
+    sendDomains: (sendId: string) => `${send(sendId)}:domains`,
     /** List: reports that could not be attributed to a subscriber (JSON), newest first, for inspection. */
     unmatchedReports: `${prefix}:reports:unmatched`,
     /** String with a TTL: an unmatched report already kept (by event id, or the report's hash), so a replay adds no second entry. */
@@ -106,8 +120,37 @@ export function redisKeys(prefix: string) {
     paceBackoffs: `${prefix}:{pace}:backoffs`,
     /** Stream: send.started, send.paused, send.resumed, send.cancelled… for the console and outgoing webhooks; capped. */
     sendEvents: `${prefix}:send-events`,
+    /** Set: ids of the sends whose send.started went to the outgoing webhook and whose send.finished is still to be published. */
+    eventWebhookSends: `${prefix}:event-webhooks:sends`,
+    /** String with a TTL: held by the one process publishing a send's send.finished (app/event-webhooks.ts). */
+    eventWebhookFinishing: (sendId: string) => `${prefix}:event-webhooks:finishing:${sendId}`,
     /** Sorted set: issue ids that have been sent, scored by the time of their first send (web archive). */
     sentIssues: `${prefix}:issues:sent`,
+    /**
+     * Sorted set: ids of the processes that report their metrics (app/metrics.ts), scored by when
+     * their last report expires (ms). The metrics keys share `{metrics}`, so a report is one transaction.
+     */
+    metricsProcesses: `${prefix}:{metrics}:processes`,
+    /** Hash with a TTL: one process's last metrics report (role, pid, host, its default metrics as JSON). */
+    metricsProcess: (processId: string) => `${prefix}:{metrics}:process:${processId}`,
+
+    /** Hash: schedule id → the schedule (JSON: spec, who made it, its last run). All schedule keys share `{schedules}`. */
+    schedules: `${prefix}:{schedules}:all`,
+    /** Sorted set: ids of the schedules still to run, scored by their next run (ms); a finished one-off schedule leaves it. */
+    scheduleDue: `${prefix}:{schedules}:due`,
+    /** String with a TTL: held by the one process running one occurrence (schedule id, its due time in ms) of a schedule. */
+    scheduleClaim: (scheduleId: string, dueMs: number) => `${prefix}:{schedules}:claim:${scheduleId}:${dueMs}`,
+
+    /** Set: the emailKey (lower-cased address) of every console user. All account keys share `{accounts}`. */
+    accountUsers: `${prefix}:{accounts}:users`,
+    /** Hash: one console user (email as given, emailKey, role, passwordHash, createdAt). */
+    accountUser: (userKey: string) => `${prefix}:{accounts}:user:${userKey}`,
+    /** Hash: API token name → token id, for every token not revoked (names are unique). */
+    accountTokenNames: `${prefix}:{accounts}:token-names`,
+    /** Hash: one API token (id, name, role, sha256 of the token, createdAt, lastUsedAt); never the token itself. */
+    accountToken: (tokenId: string) => `${prefix}:{accounts}:token:${tokenId}`,
+    /** Hash: sha256 of a token (hex) → token id: how a bearer token is looked up. */
+    accountTokenByHash: `${prefix}:{accounts}:token-by-hash`,
   } as const;
 }
 

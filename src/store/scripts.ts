@@ -36,8 +36,8 @@ export const SCRIPTS = {
   },
   markRecipient: {
     file: 'mark-recipient.lua',
-    keys: ['send', 'recipients', 'failures', 'queuedJobs', 'claims'],
-    argv: ['subscriberId', 'state', 'now', 'failure', 'reason'],
+    keys: ['send', 'recipients', 'failures', 'queuedJobs', 'claims', 'progress', 'domains'],
+    argv: ['subscriberId', 'state', 'now', 'failure', 'reason', 'bucket', 'domain'],
     reply: z.string(),
   },
   claimRecipient: {
@@ -56,8 +56,8 @@ export const SCRIPTS = {
   },
   cancelRecipients: {
     file: 'cancel-recipients.lua',
-    keys: ['send', 'recipients', 'queuedJobs', 'claims'],
-    argv: ['now'],
+    keys: ['send', 'recipients', 'queuedJobs', 'claims', 'progress', 'domains'],
+    argv: ['now', 'bucket'],
     variadicArgv: true,
     reply: z.array(z.string()),
   },
@@ -86,8 +86,8 @@ export const SCRIPTS = {
   fanOutDone: { file: 'fan-out-done.lua', keys: ['send', 'recipients'], argv: ['now'], reply: z.literal(1) },
   requeueFailed: {
     file: 'requeue-failed.lua',
-    keys: ['send', 'recipients', 'failures', 'pending'],
-    argv: ['round'],
+    keys: ['send', 'recipients', 'failures', 'pending', 'progress', 'domains'],
+    argv: ['round', 'bucket'],
     variadicArgv: true,
     reply: z.tuple([z.number().int().nonnegative(), z.array(z.string())]),
   },
@@ -131,8 +131,8 @@ export const SCRIPTS = {
   },
   applySendEvent: {
     file: 'apply-send-event.lua',
-    keys: ['send', 'eventIds', 'eventKinds', 'reported'],
-    argv: ['subscriberId', 'eventId', 'kind', 'counter', 'rank', 'event'],
+    keys: ['send', 'eventIds', 'eventKinds', 'reported', 'domains'],
+    argv: ['subscriberId', 'eventId', 'kind', 'counter', 'rank', 'event', 'domain'],
     reply: z.union([z.literal(0), z.literal(1)]),
   },
   assignJobs: {
@@ -151,6 +151,12 @@ export const SCRIPTS = {
   },
   releaseLock: { file: 'release-lock.lua', keys: ['lock'], argv: ['token'], reply: z.union([z.literal(0), z.literal(1)]) },
   renewLock: { file: 'renew-lock.lua', keys: ['lock'], argv: ['token', 'ms'], reply: z.union([z.literal(0), z.literal(1)]) },
+  saveScheduleRun: {
+    file: 'save-schedule-run.lua',
+    keys: ['schedules', 'due', 'claim'],
+    argv: ['scheduleId', 'dueMs', 'token', 'record', 'next'],
+    reply: z.union([z.literal(0), z.literal(1)]),
+  },
 } as const satisfies Record<string, ScriptSpec>;
 
 /** One of SCRIPTS. */

@@ -3,6 +3,7 @@ import type { SendControl, StateReason } from '../core/send-status.ts';
 import { runScript, type ReplyOf } from './scripts.ts';
 import { RedisStore } from './redis-store.ts';
 import { subscriberJobPairs } from './records.ts';
+import { progressBucket, recipientDomains } from './recipient-domains.ts';
 
 /** A `sending` claim: which worker process holds a recipient, since when, for which job. */
 export interface Claim {
@@ -41,7 +42,16 @@ export interface BreakerReading {
 
 /** A send event for the console and outgoing webhooks (work item #6 reads the stream). */
 export interface SendEvent {
-  readonly type: 'send.paused' | 'send.resumed' | 'send.cancelled' | 'send.domain-held';
+  readonly type:
+    | 'send.started'
+    | 'send.paused'
+    | 'send.resumed'
+    | 'send.cancelled'
+    | 'send.domain-held'
+    | 'send.finished'
+    | 'breaker.tripped'
+    | 'schedule.nothing-new';
+  /** The send it is about; empty for schedule.nothing-new (a schedule's occurrence that started no send: see its scheduleId). */
   readonly sendId: string;
   readonly [field: string]: string;
 }
@@ -171,9 +181,13 @@ export class SendControlStore extends RedisStore {
     );
   }
 
-  /** One page of a cancelled send's recipients: the queued, unclaimed ones end as skipped (cancelled). Returns their job ids. */
+  /**
+   * One page of a cancelled send's recipients: the queued, unclaimed ones end as skipped (cancelled),
+   * counted under their domains for the dashboard (looked up first, one round trip). Returns their job ids.
+   */
   async cancelRecipients(sendId: string, subscriberIds: readonly string[]): Promise<{ subscriberId: string; jobId: string }[]> {
     if (subscriberIds.length === 0) return [];
+    const domains = await recipientDomains(this.redis, this.keys, subscriberIds);
     const flat = await runScript(
       this.redis,
       'cancelRecipients',
@@ -182,9 +196,11 @@ export class SendControlStore extends RedisStore {
         recipients: this.keys.sendRecipients(sendId),
         queuedJobs: this.keys.sendQueuedJobs(sendId),
         claims: this.keys.sendClaims(sendId),
+        progress: this.keys.sendProgress(sendId),
+        domains: this.keys.sendDomains(sendId),
       },
-      { now: new Date().toISOString() },
-      { argv: subscriberIds },
+      { now: new Date().toISOString(), bucket: progressBucket(Date.now()) },
+      { argv: subscriberIds.flatMap((subscriberId, index) => [subscriberId, domains[index] ?? '']) },
     );
     return subscriberJobPairs(flat);
   }

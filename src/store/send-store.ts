@@ -1,8 +1,16 @@
 import { z } from 'zod';
 import { compiledIssueSchema, type CompiledIssue } from '../core/compiled-issue.ts';
-import { computeSendStatus, type RecipientFailure, type RecipientState, type SendStatus, type StateReason } from '../core/send-status.ts';
+import {
+  computeSendStatus,
+  FINAL_RECIPIENT_STATES,
+  type RecipientFailure,
+  type RecipientState,
+  type SendStatus,
+  type StateReason,
+} from '../core/send-status.ts';
 import { takeLease, type Lease } from './lease.ts';
 import { parseJson, parseRecord, subscriberJobPairs } from './records.ts';
+import { PROGRESS_BUCKET_MS, progressBucket, recipientDomains } from './recipient-domains.ts';
 import { runScript } from './scripts.ts';
 import { RedisStore } from './redis-store.ts';
 
@@ -44,6 +52,8 @@ export const stateReasonSchema = z.object({
 });
 
 const count = z.coerce.number().int().nonnegative().default(0);
+/** A counter that a later change may take back below what one bucket added (requeued failures). */
+const signedCount = z.coerce.number().int().default(0);
 
 /** The send hash as create-send.lua and the other scripts write it. */
 const sendHashSchema = z.object({
@@ -260,7 +270,8 @@ export class SendStore extends RedisStore {
 
   /**
    * Moves a recipient from queued to a final state. Returns false when it was not queued (already
-   * final), so the caller knows nothing was counted.
+   * final), so the caller knows nothing was counted. The send's progress and per-domain counters
+   * move in the same script call.
    */
   async markRecipient(
     sendId: string,
@@ -269,7 +280,25 @@ export class SendStore extends RedisStore {
     failure?: RecipientFailure,
     /** Why a recipient was skipped, counted apart on the send (e.g. cancelled). */
     reason?: string,
+    /**
+     * The recipient's domain, for the per-domain counters ('' when unknown). The job handler knows
+     * it; when it is not given, it is looked up (one more read, on the rarer paths only).
+     */
+    domain?: string,
   ): Promise<boolean> {
+    let recipientDomain = domain;
+    if (recipientDomain === undefined) {
+      // Read with the recipient's state, in the same round trip: a record for a recipient already
+      // final (the worker's second record of a failed job, say) stops here, as quickly as the script would.
+      const [current, [looked]] = await Promise.all([
+        this.redis.hget(this.keys.sendRecipients(sendId), subscriberId),
+        recipientDomains(this.redis, this.keys, [subscriberId]),
+      ]);
+      if (current !== 'queued') return false;
+      recipientDomain = looked ?? '';
+    }
+    // The domain goes into the failure record too: a --retry-failed round takes it off that domain's count.
+    const storedFailure = failure ? JSON.stringify({ ...failure, domain: recipientDomain }) : '';
     const previous = await runScript(
       this.redis,
       'markRecipient',
@@ -279,8 +308,18 @@ export class SendStore extends RedisStore {
         failures: this.keys.sendFailures(sendId),
         queuedJobs: this.keys.sendQueuedJobs(sendId),
         claims: this.keys.sendClaims(sendId),
+        progress: this.keys.sendProgress(sendId),
+        domains: this.keys.sendDomains(sendId),
       },
-      { subscriberId, state, now: new Date().toISOString(), failure: failure ? JSON.stringify(failure) : '', reason: reason ?? '' },
+      {
+        subscriberId,
+        state,
+        now: new Date().toISOString(),
+        failure: storedFailure,
+        reason: reason ?? '',
+        bucket: progressBucket(Date.now()),
+        domain: recipientDomain,
+      },
     );
     return previous === 'queued';
   }
@@ -323,8 +362,10 @@ export class SendStore extends RedisStore {
           recipients: this.keys.sendRecipients(sendId),
           failures: this.keys.sendFailures(sendId),
           pending: this.keys.sendRequeuePending(sendId),
+          progress: this.keys.sendProgress(sendId),
+          domains: this.keys.sendDomains(sendId),
         },
-        { round },
+        { round, bucket: progressBucket(Date.now()) },
         { argv: ids.slice(start, start + pageSize) },
       );
       round = taken;
@@ -410,6 +451,57 @@ export class SendStore extends RedisStore {
   /** Adds one to the send's repair round and returns it: every repair gets job ids of its own. */
   async nextRepairRound(sendId: string): Promise<number> {
     return this.redis.hincrby(this.keys.send(sendId), 'repairRound', 1);
+  }
+
+  /**
+   * Every send id, by way of the issues that have been sent (`markIssueSent` runs as a send is
+   * created) and each issue's list of sends: a read per issue, never a scan of the keyspace.
+   */
+  async allIds(): Promise<string[]> {
+    const issueIds = await this.redis.zrevrange(this.keys.sentIssues, 0, -1);
+    // One read per issue, not one pipeline: each issue's keys are in a slot of their own.
+    const sendLists = await Promise.all(issueIds.map((issueId) => this.redis.lrange(this.keys.issueSends(issueId), 0, -1)));
+    return sendLists.flat();
+  }
+
+  /** The send's progress counters (keys.ts `sendProgress`): recipients per final state (and requeued) per bucket. */
+  async progress(sendId: string): Promise<{ bucketMs: number; state: string; count: number }[]> {
+    const hash = await this.redis.hgetall(this.keys.sendProgress(sendId));
+    return Object.entries(hash).map(([field, value]) => {
+      const separator = field.lastIndexOf('|');
+      return {
+        bucketMs: parseRecord(count, field.slice(0, separator), `A progress bucket of send ${sendId}`),
+        state: field.slice(separator + 1),
+        count: parseRecord(signedCount, value, `The progress count ${field} of send ${sendId}`),
+      };
+    });
+  }
+
+  /** Recipients that reached each final state in the progress buckets from `fromMs` to `toMs` (inclusive): one read of a few fields. */
+  async progressBetween(sendId: string, fromMs: number, toMs: number): Promise<Record<(typeof FINAL_RECIPIENT_STATES)[number], number>> {
+    const fields: string[] = [];
+    for (let bucket = progressBucket(fromMs); bucket <= toMs; bucket += PROGRESS_BUCKET_MS)
+      for (const state of FINAL_RECIPIENT_STATES) fields.push(`${bucket}|${state}`);
+    const values = fields.length === 0 ? [] : await this.redis.hmget(this.keys.sendProgress(sendId), ...fields);
+    const sums = { accepted: 0, failed: 0, skipped: 0 };
+    values.forEach((value, index) => {
+      const state = FINAL_RECIPIENT_STATES[index % FINAL_RECIPIENT_STATES.length]!;
+      sums[state] += parseRecord(signedCount, value ?? undefined, `The progress of send ${sendId}`);
+    });
+    return sums;
+  }
+
+  /** The send's per-domain counters (keys.ts `sendDomains`): domain ('' unknown), counter, count. */
+  async domainCounts(sendId: string): Promise<{ domain: string; counter: string; count: number }[]> {
+    const hash = await this.redis.hgetall(this.keys.sendDomains(sendId));
+    return Object.entries(hash).map(([field, value]) => {
+      const separator = field.lastIndexOf('|');
+      return {
+        domain: field.slice(0, separator),
+        counter: field.slice(separator + 1),
+        count: parseRecord(signedCount, value, `The domain count ${field} of send ${sendId}`),
+      };
+    });
   }
 
   /** Who failed and why, for ops. */

@@ -186,6 +186,11 @@ export class SubscriberStore extends RedisStore {
     return { total, byStatus };
   }
 
+  /** The names of every list that has (or had) subscribers, sorted. */
+  async listNames(): Promise<string[]> {
+    return (await this.redis.smembers(this.keys.lists)).sort();
+  }
+
   async listExists(list: string): Promise<boolean> {
     return (await this.redis.sismember(this.keys.lists, list)) === 1;
   }

@@ -65,7 +65,7 @@ describe('.env.example', () => {
     const { envSchema } = await import('../../config/schema.ts');
     const { PROJECT_ROOT } = await import('../../config/index.ts');
     const example = await readFile(`${PROJECT_ROOT}/.env.example`, 'utf8');
-    const documented = [...example.matchAll(/^([A-Z_]+)=/gm)].map((match) => match[1] ?? '');
+    const documented = [...example.matchAll(/^([A-Z][A-Z0-9_]*)=/gm)].map((match) => match[1] ?? '');
     expect(documented.sort()).toEqual(Object.keys(envSchema.shape).sort());
   });
 });

@@ -9,11 +9,16 @@
 -- `round` is the run's retry round, or 0 when it has none yet: the first id requeued then takes
 -- the next one, and only if nothing is pending, so every pending id belongs to the send's current
 -- retryRound. A round other than the current one is refused (another run took a round since).
--- KEYS: send recipients failures pending
--- ARGV: round (subscriberId)...
+-- The dashboard's counters follow: the progress bucket that starts at `bucket` (ms) counts the
+-- recipients requeued (the series takes them off `failed`), and each one's domain, kept in its
+-- failure record, counts one failure less (a failure recorded before the per-domain counts has
+-- no domain there, and was never counted).
+-- KEYS: send recipients failures pending progress domains
+-- ARGV: round bucket (subscriberId)...
 -- Returns {round, ids}: the run's round (still 0 while nothing was requeued) and the ids requeued now
-local sendKey, recipientsKey, failuresKey, pendingKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local round = tonumber(ARGV[1])
+local sendKey, recipientsKey, failuresKey, pendingKey, progressKey, domainsKey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local round, bucket = tonumber(ARGV[1]), ARGV[2]
+local FIRST_ID = 3
 local current = tonumber(redis.call('HGET', sendKey, 'retryRound') or '0')
 if round ~= 0 and round ~= current then
   return redis.error_reply('requeue-failed: retry round ' .. round .. ' is not the send\'s current round ' .. current)
@@ -21,16 +26,20 @@ end
 -- Reads and writes go by batches (one call per batch, not per id): unpack() of a long list fails
 -- past ~8,000 values, so a batch stays well under that whatever the page size.
 local BATCH = 1000
-local ids, seen = {}, {}
-for from = 2, #ARGV, BATCH do
+local ids, seen, byDomain = {}, {}, {}
+for from = FIRST_ID, #ARGV, BATCH do
   local to = math.min(from + BATCH - 1, #ARGV)
   local states = redis.call('HMGET', recipientsKey, unpack(ARGV, from, to))
   local failures = redis.call('HMGET', failuresKey, unpack(ARGV, from, to))
   for offset = 1, to - from + 1 do
     local id, failure = ARGV[from + offset - 1], failures[offset]
-    if states[offset] == 'failed' and failure and not seen[id] and not cjson.decode(failure).permanent then
-      seen[id] = true
-      ids[#ids + 1] = id
+    if states[offset] == 'failed' and failure and not seen[id] then
+      local decoded = cjson.decode(failure)
+      if not decoded.permanent then
+        seen[id] = true
+        ids[#ids + 1] = id
+        if type(decoded.domain) == 'string' then byDomain[decoded.domain] = (byDomain[decoded.domain] or 0) + 1 end
+      end
     end
   end
 end
@@ -53,5 +62,7 @@ for from = 1, #ids, BATCH do
   redis.call('HSET', recipientsKey, unpack(fields))
 end
 redis.call('HINCRBY', sendKey, 'failed', -#ids)
+redis.call('HINCRBY', progressKey, bucket .. '|requeued', #ids)
+for domain, count in pairs(byDomain) do redis.call('HINCRBY', domainsKey, domain .. '|failed', -count) end
 redis.call('HDEL', sendKey, 'finishedAt')
 return {round, ids}
