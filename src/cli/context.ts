@@ -5,7 +5,15 @@ import { openServices, type Services } from '../services.ts';
 export interface CliIO {
   out(line: string): void;
   err(line: string): void;
+  /** How progress of long work is shown; absent: not at all (a test that compares output exactly). */
+  readonly progress?: ProgressDisplay;
 }
+
+/**
+ * How a command shows the progress of long work (`send --watch`, `subscribers import`): `bar`, a bar
+ * redrawn in place on a terminal; `lines`, plain lines at most every 2 s (a file, a pipe, a log).
+ */
+export type ProgressDisplay = { readonly kind: 'bar'; readonly terminal: NodeJS.WritableStream } | { readonly kind: 'lines' };
 
 /**
  * What a command runs with. The shell gives it the environment, the console and the process's
@@ -25,6 +33,20 @@ export interface CliContext {
    * (a test's context).
    */
   readonly rawSettings?: () => Promise<Readonly<Record<string, string | undefined>>>;
+  /** Standard input, read to the end as UTF-8 (`users add --password-stdin`); a test gives its own. Absent: the process's. */
+  readonly readStdin?: () => Promise<string>;
+}
+
+/** The process's standard input, read to the end as UTF-8; more than `maxBytes` is refused. */
+export async function readProcessStdin(maxBytes = 64 * 1024): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) throw new Error(`standard input is longer than ${maxBytes} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /**
@@ -44,7 +66,11 @@ export async function withServicesOf<T>(config: Config, run: (services: Services
 
 /** The context of the real `newsletter` process. */
 export function shellContext(): CliContext {
-  const io: CliIO = { out: (line) => console.log(line), err: (line) => console.error(line) };
+  const io: CliIO = {
+    out: (line) => console.log(line),
+    err: (line) => console.error(line),
+    progress: process.stdout.isTTY ? { kind: 'bar', terminal: process.stdout } : { kind: 'lines' },
+  };
   return {
     io,
     config: () => loadConfig(),

@@ -1,6 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ConfigError } from '../../config/index.ts';
 import { UserFacingError } from '../core/errors.ts';
+import { ROLES, type Role } from '../core/roles.ts';
 import { DEFAULT_LIST, LIST_NAME_SHAPE, SUPPRESSION_REASONS } from '../core/subscriber.ts';
 import { shellContext, type CliContext } from './context.ts';
 
@@ -83,8 +84,28 @@ export function buildProgram(cli: CliContext): Command {
     .option('--list <name>', 'list to send to', listName, DEFAULT_LIST)
     .option('--resend', 'send again although this issue already went to this list')
     .option('--retry-failed', 'requeue the recipients of the latest send whose attempts ran out on temporary errors, and repair a stuck send')
-    .action(async (issueId: string, options: { list: string; resend?: boolean; retryFailed?: boolean }) =>
+    .option(
+      '--watch',
+      'then watch the send until it ends: a progress bar on a terminal (rate and ETA), plain lines otherwise; Ctrl-C stops watching, not the send',
+    )
+    .action(async (issueId: string, options: { list: string; resend?: boolean; retryFailed?: boolean; watch?: boolean }) =>
       (await import('./commands/send.ts')).sendCommand(cli, issueId, options),
+    );
+
+  program
+    .command('test-send')
+    .description('Send an issue (drafts too) to a few addresses, outside the send queue, with [TEST] before its subject')
+    .argument('<issue>', 'issue id, e.g. vol-138')
+    .requiredOption('--to <addresses>', 'comma-separated addresses, at most 10; may be repeated', (value: string, previous: string[] | undefined) => [
+      ...(previous ?? []),
+      ...value
+        .split(',')
+        .map((address) => address.trim())
+        .filter((address) => address !== ''),
+    ])
+    .option('--list <name>', 'the list whose footer the message shows', listName, DEFAULT_LIST)
+    .action(async (issueId: string, options: { to: string[]; list: string }) =>
+      (await import('./commands/test-send.ts')).testSendCommand(cli, issueId, options),
     );
 
   const controlled = (name: string, description: string, withReason: boolean) => {
@@ -105,6 +126,29 @@ export function buildProgram(cli: CliContext): Command {
   controlled('cancel', 'Cancel a send for good: recipients not yet sent are skipped (reason cancelled)', true).action(
     async (issueId: string, options: { list?: string; reason?: string }) => (await import('./commands/cancel.ts')).cancelCommand(cli, issueId, options),
   );
+
+  const schedule = program.command('schedule').description('Send an issue at a given time, or every week the newest finished issue not yet sent to a list');
+  schedule
+    .command('add')
+    .description('Add a schedule: --issue <id> --at <ISO time> (once), or --weekly <day> --at <HH:MM> --tz <zone> (every week)')
+    .option('--list <name>', 'list to send to', listName, DEFAULT_LIST)
+    .option('--issue <id>', 'a one-off schedule: the issue to send, e.g. vol-138')
+    .option('--weekly <day>', 'a weekly schedule: the day, e.g. monday')
+    .option('--at <time>', 'once: an ISO 8601 time with its zone (2026-12-01T08:00:00Z); weekly: HH:MM in --tz')
+    .option('--tz <zone>', 'weekly: an IANA time zone, e.g. Europe/Berlin (the time follows its DST changes)')
+    .action(async (options: { list: string; issue?: string; weekly?: string; at?: string; tz?: string }) =>
+      (await import('./commands/schedule.ts')).scheduleAddCommand(cli, options),
+    );
+  schedule
+    .command('list')
+    .description('List the schedules: next run, and how the last run ended (sent, nothing-new, refused, missed)')
+    .option('--json', 'print JSON')
+    .action(async (options: { json?: boolean }) => (await import('./commands/schedule.ts')).scheduleListCommand(cli, options));
+  schedule
+    .command('remove')
+    .description('Remove a schedule')
+    .argument('<id>', 'schedule id, as schedule list shows it')
+    .action(async (id: string) => (await import('./commands/schedule.ts')).scheduleRemoveCommand(cli, id));
 
   program
     .command('worker')
@@ -148,6 +192,45 @@ export function buildProgram(cli: CliContext): Command {
     .command('serve')
     .description('Serve on HTTP_HOST:HTTP_PORT: unsubscribe links, the web version of sent issues, and the bounce webhooks')
     .action(async () => (await import('./commands/serve.ts')).serveCommand(cli));
+
+  const users = program.command('users').description('Console users, each with a role (admin, editor, ops): add, list, remove');
+  users
+    .command('add')
+    .description('Add a console user; the password comes from standard input with --password-stdin, else one is generated and printed once')
+    .argument('<email>')
+    .addOption(new Option('--role <role>', 'what the user may do').choices(ROLES).makeOptionMandatory())
+    .option('--password-stdin', 'read the password from standard input (one trailing newline is dropped)')
+    .action(async (email: string, options: { role: Role; passwordStdin?: boolean }) =>
+      (await import('./commands/users.ts')).usersAddCommand(cli, email, options),
+    );
+  users
+    .command('list')
+    .description('List the console users and their roles')
+    .option('--json', 'print JSON')
+    .action(async (options: { json?: boolean }) => (await import('./commands/users.ts')).usersListCommand(cli, options));
+  users
+    .command('remove')
+    .description('Remove a console user (never the last admin)')
+    .argument('<email>')
+    .action(async (email: string) => (await import('./commands/users.ts')).usersRemoveCommand(cli, email));
+
+  const tokens = program.command('tokens').description('API tokens (Authorization: Bearer <token>), each with a role: create, list, revoke');
+  tokens
+    .command('create')
+    .description('Create an API token and print it once; only its hash is stored')
+    .requiredOption('--name <name>', 'a name to tell it by, e.g. ci-deploy (unique)')
+    .addOption(new Option('--role <role>', 'what the token may do').choices(ROLES).makeOptionMandatory())
+    .action(async (options: { name: string; role: Role }) => (await import('./commands/tokens.ts')).tokensCreateCommand(cli, options));
+  tokens
+    .command('list')
+    .description('List the API tokens not revoked, with role and last use (never the token)')
+    .option('--json', 'print JSON')
+    .action(async (options: { json?: boolean }) => (await import('./commands/tokens.ts')).tokensListCommand(cli, options));
+  tokens
+    .command('revoke')
+    .description('Revoke an API token, by id or name')
+    .argument('<id-or-name>')
+    .action(async (idOrName: string) => (await import('./commands/tokens.ts')).tokensRevokeCommand(cli, idOrName));
 
   program
     .command('doctor')

@@ -1,3 +1,4 @@
+import { startBackgroundDuties } from '../app/background.ts';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config } from '../../config/index.ts';
 import { applyHeldEvent, holdEvent } from '../app/delivery-events.ts';
@@ -36,6 +37,11 @@ export interface SendWorkerOptions {
   readonly lateRecordRetryDelaysMs?: readonly number[];
   /** Wraps the stores the handler sees, e.g. to inject a store fault. */
   readonly wrapDeps?: (deps: DeliveryDeps) => DeliveryDeps;
+  /**
+   * Also run the duties every long-running process shares (scheduler, outgoing webhooks, metrics
+   * report; app/background.ts): `newsletter worker` does; tests that only send leave them off.
+   */
+  readonly duties?: boolean;
 }
 
 /** Rides out a Redis failover of a few seconds inside a job. */
@@ -207,6 +213,12 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
     );
   });
 
+  // Jobs this process finished (any outcome), for its line in /metrics.
+  let messagesHandled = 0;
+  const countHandled = () => void messagesHandled++;
+  worker.on('completed', countHandled);
+  worker.on('failed', countHandled);
+  const duties = options.duties ? startBackgroundDuties(services, 'worker', { messagesHandled: () => messagesHandled }) : undefined;
   let closing: Promise<{ handedBack: boolean }> | undefined;
   return {
     worker,
@@ -233,6 +245,7 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
         clearTimeout(timer);
         // Late records get what is left of the shutdown budget, then are logged as unrecorded.
         await lateRecords.settle(Math.max(1_000, deadline - Date.now()));
+        await duties?.stop();
         await outage.close();
         transport.close();
         await heartbeat.stop();

@@ -2,7 +2,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import path from 'node:path';
 import { onTestFinished } from 'vitest';
 import { PROJECT_ROOT, type Config } from '../../config/index.ts';
-import { withServicesOf, type CliContext } from '../../src/cli/context.ts';
+import { withServicesOf, type CliContext, type ProgressDisplay } from '../../src/cli/context.ts';
 import { runCli } from '../../src/cli/main.ts';
 import { waitFor } from './faults.ts';
 
@@ -31,7 +31,7 @@ export interface TestCliContext {
 }
 
 /** Builds the context a test runs `runCli` with. */
-export function testCliContext(source: ConfigSource): TestCliContext {
+export function testCliContext(source: ConfigSource, options: { readonly stdin?: string; readonly progress?: ProgressDisplay } = {}): TestCliContext {
   const out: string[] = [];
   const err: string[] = [];
   const config = typeof source === 'function' ? source : async () => source;
@@ -42,17 +42,24 @@ export function testCliContext(source: ConfigSource): TestCliContext {
     err,
     stop: (reason = 'SIGTERM') => resolveStop(reason),
     context: {
-      io: { out: (line) => out.push(line), err: (line) => err.push(line) },
+      // No progress unless the test asks for it: most tests compare a command's output exactly.
+      io: { out: (line) => out.push(line), err: (line) => err.push(line), ...(options.progress ? { progress: options.progress } : {}) },
       config,
       withServices: async (run) => withServicesOf(await config(), run),
       untilStop: () => stopped,
+      // A test's standard input: what it gives, else empty, as from </dev/null.
+      readStdin: async () => options.stdin ?? '',
     },
   };
 }
 
 /** Runs one command line in this process, as `newsletter <argv…>` would, and returns its exit code and output. */
-export async function runCliInProcess(argv: readonly string[], source: ConfigSource): Promise<CliResult> {
-  const cli = testCliContext(source);
+export async function runCliInProcess(
+  argv: readonly string[],
+  source: ConfigSource,
+  options: { readonly stdin?: string; readonly progress?: ProgressDisplay } = {},
+): Promise<CliResult> {
+  const cli = testCliContext(source, options);
   const code = await runCli(argv, cli.context);
   return { code, out: cli.out.join('\n'), err: cli.err.join('\n') };
 }
@@ -64,8 +71,9 @@ export async function runCliInProcess(argv: readonly string[], source: ConfigSou
 export function startCliInProcess(
   argv: readonly string[],
   source: ConfigSource,
+  options: { readonly progress?: ProgressDisplay } = {},
 ): { readonly out: string[]; readonly err: string[]; stop(): Promise<CliResult> } {
-  const cli = testCliContext(source);
+  const cli = testCliContext(source, options);
   const finished = runCli(argv, cli.context);
   // A command that fails before the test stops it is seen in stop()'s result, not as an unhandled rejection.
   finished.catch(() => undefined);

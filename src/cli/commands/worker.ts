@@ -1,10 +1,13 @@
 import { startSendWorker } from '../../workers/send.ts';
 import type { CliContext } from '../context.ts';
 
-/** `newsletter worker`: runs a send worker until told to stop, then finishes or hands back its jobs. */
+/**
+ * `newsletter worker`: runs a send worker (and the shared duties: scheduler, outgoing webhooks,
+ * metrics report) until told to stop, then finishes or hands back its jobs.
+ */
 export async function workerCommand(cli: CliContext): Promise<void> {
   const config = await cli.config();
-  const handle = await startSendWorker(config);
+  const handle = await startSendWorker(config, { duties: true });
   cli.io.out(`worker ${process.pid} running: concurrency ${config.send.workerConcurrency}, SMTP pool ${config.smtp.poolSize}`);
   const reason = await cli.untilStop();
   cli.io.out(`${reason}: finishing the jobs in flight (up to ${config.send.shutdownTimeoutMs} ms)…`);
