@@ -70,16 +70,28 @@ describe('the newsletter CLI, as a process', () => {
     }
   });
 
-  it('serves the public pages with `serve` on HTTP_PORT, and exits 0 on SIGTERM', async () => {
+  it('serves the public pages, the console behind a login and /metrics with `serve` on HTTP_PORT, and exits 0 on SIGTERM', async () => {
     const harness = await createHarness('cli-e2e-serve');
     await seedSubscribers(harness.services, 1);
     await harness.send('vol-138');
     const port = await freePort();
     const server = spawnCli(['serve'], { env: cliEnv(harness.config, { HTTP_PORT: String(port) }) });
     try {
-      await server.waitForStdout(/^serving https:\/\/newsletter\.example\.org \(unsubscribe, issues, webhooks\) on http:\/\/127\.0\.0\.1:\d+$/m, 20_000);
+      await server.waitForStdout(
+        /^serving https:\/\/newsletter\.example\.org on http:\/\/127\.0\.0\.1:\d+: console .*\/admin, API .*\/api, metrics .*\/metrics$/m,
+        20_000,
+      );
       expect(server.stdout()).toContain(`on http://127.0.0.1:${port}`);
       const base = `http://127.0.0.1:${port}`;
+
+      // The console asks for a login; the API for a token; /metrics is open on this loopback-only server.
+      const adminPage = await fetch(`${base}/admin`, { redirect: 'manual' });
+      expect(adminPage.status).toBe(303);
+      expect(adminPage.headers.get('location')).toBe('/admin/login?next=%2Fadmin');
+      expect((await fetch(`${base}/api/sends`)).status).toBe(401);
+      const metrics = await fetch(`${base}/metrics`);
+      expect(metrics.status).toBe(200);
+      expect(await metrics.text()).toMatch(/^newsletter_sends\{state="queued"\} 1$/m);
 
       const health = await fetch(`${base}/healthz`);
       expect(health.status).toBe(200);
