@@ -24,3 +24,12 @@ export function testConfig(label: string, overrides: Record<string, string> = {}
     ...overrides,
   });
 }
+
+/** The fewest settings that make a valid config (no Redis connection is made by parsing it). */
+export const MINIMAL_VALID_ENV: Readonly<Record<string, string>> = {
+  REDIS_URL: 'redis://127.0.0.1:6379',
+  SMTP_URL: 'smtp://127.0.0.1:2525',
+  MAIL_FROM: 'IR Research Weekly <weekly@example.org>',
+  PUBLIC_URL: 'https://newsletter.example.org/',
+  APP_SECRET: 'config-test-secret-0123456789abcdef012345',
+};

@@ -1,14 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../../config/index.ts';
+import { MINIMAL_VALID_ENV as valid } from '../support/test-config.ts';
 import { computeSendStatus } from '../../src/core/send-status.ts';
 
-const valid = {
-  REDIS_URL: 'redis://127.0.0.1:6379',
-  SMTP_URL: 'smtp://127.0.0.1:2525',
-  MAIL_FROM: 'IR Research Weekly <weekly@example.org>',
-  PUBLIC_URL: 'https://newsletter.example.org/',
-  APP_SECRET: 'config-test-secret-0123456789abcdef012345',
-};
 
 describe('config', () => {
   it('parses a valid environment into a frozen object with defaults', () => {

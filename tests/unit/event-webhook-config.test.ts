@@ -1,17 +1,11 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../../config/index.ts';
+import { MINIMAL_VALID_ENV as valid } from '../support/test-config.ts';
 import { classifyWebhookStatus, signEventWebhook, webhookPayloadOf } from '../../src/app/event-webhooks.ts';
 
 /** Outgoing webhooks: their settings, the verdict on each answer, the signature and the payload, without Redis. */
 
-const valid = {
-  REDIS_URL: 'redis://127.0.0.1:6379',
-  SMTP_URL: 'smtp://127.0.0.1:2525',
-  MAIL_FROM: 'IR Research Weekly <weekly@example.org>',
-  PUBLIC_URL: 'https://newsletter.example.org/',
-  APP_SECRET: 'config-test-secret-0123456789abcdef012345',
-};
 const secret = 'event-webhook-secret-0123456789abcdef';
 
 describe('EVENT_WEBHOOK_* settings', () => {
