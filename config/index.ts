@@ -32,8 +32,12 @@ export interface Config {
     readonly metricsToken: string | undefined;
     /** How long a console login lasts. */
     readonly sessionMaxAgeHours: number;
-    /** Login attempts one client address may make per 15 minutes. */
+    /** Failed login attempts one client address may make per 15 minutes (an account may get five times as many, from all addresses together). */
     readonly loginAttemptsPer15Min: number;
+    /** Test sends (each up to 10 addresses) one user or token may make per hour: they go straight to SMTP, outside pacing and suppression. */
+    readonly testSendsPerHour: number;
+    /** The reverse proxies whose X-Forwarded-For names the client (Fastify's trustProxy); empty: none, the peer is the client. */
+    readonly trustProxy: readonly string[];
   };
   readonly send: {
     /** Jobs one worker process runs at once. */
@@ -171,7 +175,15 @@ export function parseConfig(source: Readonly<Record<string, string | undefined>>
     appSecret: env.APP_SECRET,
     issuesDir: path.resolve(PROJECT_ROOT, env.ISSUES_DIR),
     http: { host: env.HTTP_HOST, port: env.HTTP_PORT },
-    console: { metricsToken: env.METRICS_TOKEN, sessionMaxAgeHours: env.SESSION_MAX_AGE_HOURS, loginAttemptsPer15Min: env.LOGIN_ATTEMPTS_PER_15_MIN },
+    console: {
+      metricsToken: env.METRICS_TOKEN,
+      sessionMaxAgeHours: env.SESSION_MAX_AGE_HOURS,
+      loginAttemptsPer15Min: env.LOGIN_ATTEMPTS_PER_15_MIN,
+      testSendsPerHour: env.TEST_SENDS_PER_HOUR,
+      trustProxy: env.TRUST_PROXY.split(',')
+        .map((entry) => entry.trim())
+        .filter(Boolean),
+    },
     send: {
       workerConcurrency: env.WORKER_CONCURRENCY,
       maxAttempts: env.SEND_MAX_ATTEMPTS,

@@ -173,6 +173,14 @@ export const envSchema = z.object({
   METRICS_TOKEN: optionalSecret('METRICS_TOKEN', 32),
   SESSION_MAX_AGE_HOURS: positiveInt('SESSION_MAX_AGE_HOURS').default(12),
   LOGIN_ATTEMPTS_PER_15_MIN: positiveInt('LOGIN_ATTEMPTS_PER_15_MIN').default(10),
+  TEST_SENDS_PER_HOUR: positiveInt('TEST_SENDS_PER_HOUR').default(20),
+  TRUST_PROXY: z
+    .string()
+    .trim()
+    .default('')
+    .refine((value) => value === '' || /^[0-9a-fA-F.:/,\s]+$/.test(value), {
+      message: 'TRUST_PROXY must be the address (or CIDR range) of your reverse proxy, comma-separated for several, e.g. 127.0.0.1',
+    }),
   WORKER_CONCURRENCY: positiveInt('WORKER_CONCURRENCY').default(40),
   SMTP_POOL_SIZE: positiveInt('SMTP_POOL_SIZE').default(10),
   SMTP_MAX_MESSAGES_PER_CONNECTION: positiveInt('SMTP_MAX_MESSAGES_PER_CONNECTION').default(1000),

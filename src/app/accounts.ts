@@ -149,7 +149,14 @@ export async function addUser(
   const role = requireRole(request.role);
   const generatedPassword = request.password === undefined ? randomBytes(GENERATED_PASSWORD_BYTES).toString('base64url') : undefined;
   const password = generatedPassword ?? checkPassword(request.password ?? '');
-  const user: StoredUser = { email, emailKey: emailKey(email), role, passwordHash: await hashPassword(password), createdAt: new Date().toISOString() };
+  const user: StoredUser = {
+    email,
+    emailKey: emailKey(email),
+    role,
+    passwordHash: await hashPassword(password),
+    createdAt: new Date().toISOString(),
+    sessionNonce: newSessionNonce(),
+  };
   if ((await accountStore(services).addUser(user)) === 'exists') throw new UserFacingError(`a user with the address ${email} already exists`);
   return { user: userView(user), generatedPassword };
 }
@@ -179,6 +186,58 @@ export async function verifyLogin(services: AccountDeps, email: string, password
     return undefined;
   }
   return (await verifyPassword(password, user.passwordHash)) ? userActor(user) : undefined;
+}
+
+/** How many failed logins are allowed, per client address and per account, in one window. */
+export interface LoginPolicy {
+  readonly perClient: number;
+  readonly perAccount: number;
+  readonly windowMs: number;
+}
+
+/** What a login attempt came to. A throttled attempt is refused before any password is checked. */
+export type LoginOutcome =
+  | { readonly outcome: 'logged-in'; readonly actor: Actor; readonly sessionNonce: string }
+  | { readonly outcome: 'wrong' }
+  | { readonly outcome: 'throttled' };
+
+function newSessionNonce(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+/**
+ * The console's login: only failed attempts count, per client address (a guesser) and per account
+ * (guessers spread over many addresses), so a user who types their password right is never held
+ * up by someone else's failures from another address. The per-account allowance is larger than the
+ * per-client one: an attacker who knows an address can hold that one account up, nothing more.
+ */
+export async function logIn(
+  services: AccountDeps,
+  request: { readonly email: string; readonly password: string; readonly client: string },
+  policy: LoginPolicy,
+): Promise<LoginOutcome> {
+  const store = accountStore(services);
+  const userKey = emailKey(request.email);
+  const failures = await store.loginFailures(request.client, userKey);
+  if (failures.client >= policy.perClient || failures.user >= policy.perAccount) return { outcome: 'throttled' };
+  const actor = await verifyLogin(services, request.email, request.password);
+  const user = actor ? await store.user(actor.id) : undefined;
+  if (!actor || !user) {
+    await store.recordLoginFailure(request.client, userKey, policy.windowMs);
+    return { outcome: 'wrong' };
+  }
+  return { outcome: 'logged-in', actor, sessionNonce: user.sessionNonce };
+}
+
+/** The actor of a session: undefined once the user is removed or logged out (their nonce replaced), the current role otherwise. */
+export async function actorOfSession(services: AccountDeps, email: string, sessionNonce: string): Promise<Actor | undefined> {
+  const user = await accountStore(services).user(emailKey(email));
+  return user && user.sessionNonce === sessionNonce ? userActor(user) : undefined;
+}
+
+/** Logs a user out everywhere: every session cookie of theirs stops working, copies included. */
+export async function endSessions(services: AccountDeps, email: string): Promise<void> {
+  await accountStore(services).replaceSessionNonce(emailKey(email), newSessionNonce());
 }
 
 /** The actor of a user as stored now (a session's check on each request): undefined once removed, the current role otherwise. */

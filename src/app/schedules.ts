@@ -287,7 +287,11 @@ async function sendOfAttempt(services: ScheduleDeps, attempt: ScheduleAttempt, l
 async function newestIssueNotSent(services: ScheduleDeps, list: string): Promise<{ issue?: string; newest?: string; reason: string }> {
   const { issuesDir } = services.config;
   const finished: Issue[] = [];
-  for (const id of await listIssueIds(issuesDir)) {
+  const ids = await listIssueIds(issuesDir);
+  // No issue files at all is a broken setup (a missing or unmounted folder), not a week without a
+  // new issue: an error releases the occurrence for the next tick instead of recording nothing-new.
+  if (ids.length === 0) throw new Error(`weekly schedule: ISSUES_DIR (${issuesDir}) holds no issue files; is it missing or not mounted?`);
+  for (const id of ids) {
     try {
       const issue = await loadIssue(issuesDir, id);
       if (issue.status === 'finished') finished.push(issue);

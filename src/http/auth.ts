@@ -1,10 +1,10 @@
 import { hkdfSync, timingSafeEqual } from 'node:crypto';
 import csrfProtection from '@fastify/csrf-protection';
 import formBody from '@fastify/formbody';
-import rateLimit from '@fastify/rate-limit';
+import rateLimit, { normalizeIP } from '@fastify/rate-limit';
 import secureSession from '@fastify/secure-session';
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler, preHandlerHookHandler } from 'fastify';
-import { actorOfUser, authenticateToken, verifyLogin, type Actor } from '../app/accounts.ts';
+import { actorOfSession, authenticateToken, endSessions, logIn, type Actor, type LoginPolicy } from '../app/accounts.ts';
 import { UserFacingError } from '../core/errors.ts';
 import { can, type Permission } from '../core/roles.ts';
 import type { Services } from '../services.ts';
@@ -25,9 +25,14 @@ declare module '@fastify/secure-session' {
     user: string;
     /** When the login happened (ms): a session older than SESSION_MAX_AGE_HOURS is over, whatever the cookie says. */
     loggedInAt: number;
+    /** The user's session nonce at login: a logout replaces it, so this cookie (and any copy) is over. */
+    nonce: string;
     _csrf: string;
   }
 }
+
+/** The window the failed logins are counted in. */
+const LOGIN_WINDOW_MS = 15 * 60_000;
 
 /** The console session cookie: readable by nothing but the server, sent only to us, only over HTTPS. */
 export const SESSION_COOKIE = 'nl_session';
@@ -108,10 +113,15 @@ export function csrfToken(reply: FastifyReply): string {
   return reply.generateCsrf();
 }
 
+/** The credentials of an `Authorization: Bearer …` header (the scheme in any case, as RFC 7235 has it), or undefined. */
+export function bearerOf(request: FastifyRequest): string | undefined {
+  const match = /^bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '');
+  return match?.[1];
+}
+
 /** Whether a bearer header carries this exact secret (constant time). */
 export function bearerEquals(request: FastifyRequest, secret: string): boolean {
-  const header = request.headers.authorization ?? '';
-  const presented = Buffer.from(header.startsWith('Bearer ') ? header.slice(7).trim() : '');
+  const presented = Buffer.from(bearerOf(request) ?? '');
   const expected = Buffer.from(secret);
   return presented.length === expected.length && timingSafeEqual(presented, expected);
 }
@@ -135,30 +145,32 @@ export async function registerAuth(scope: FastifyInstance, services: Services): 
   });
   await scope.register(csrfProtection, { sessionPlugin: '@fastify/secure-session' });
   await scope.register(formBody);
+  // Per-route limits (test sends); the login counts its failures itself (app/accounts.ts logIn).
   await scope.register(rateLimit, {
     global: false,
     redis: services.redis,
-    nameSpace: redisKeys(config.redis.prefix).loginRateLimit,
-    // A Redis hiccup must not lock everybody out of the console, nor open the login to guessing for long.
+    nameSpace: redisKeys(config.redis.prefix).consoleRateLimit,
+    // A Redis hiccup must not lock everybody out of the console.
     skipOnError: true,
   });
 
   scope.decorateRequest('actor', undefined);
   scope.addHook('onRequest', async (request) => {
-    const header = request.headers.authorization;
-    if (header?.startsWith('Bearer ')) {
-      request.actor = await authenticateToken(services, header.slice(7).trim());
+    if (request.headers.authorization !== undefined) {
+      const bearer = bearerOf(request);
+      request.actor = bearer === undefined ? undefined : await authenticateToken(services, bearer);
       return;
     }
     const email = request.session.get('user');
     const loggedInAt = request.session.get('loggedInAt');
-    if (typeof email !== 'string' || typeof loggedInAt !== 'number') return;
+    const nonce = request.session.get('nonce');
+    if (typeof email !== 'string' || typeof loggedInAt !== 'number' || typeof nonce !== 'string') return;
     if (Date.now() - loggedInAt > maxAgeSeconds * 1000) {
       request.session.delete();
       return;
     }
-    // Read again on every request: a removed user is out at once, a changed role applies at once.
-    request.actor = await actorOfUser(services, email);
+    // Read again on every request: a removed or logged-out user is out at once, a changed role applies at once.
+    request.actor = await actorOfSession(services, email, nonce);
   });
 
   // A forged or missing CSRF token is a 403 that says so, as a page or as JSON.
@@ -203,32 +215,40 @@ export async function registerAuth(scope: FastifyInstance, services: Services): 
     return loginForm(reply, request, { status: 200, next });
   });
 
-  scope.post(
-    '/admin/login',
-    {
-      config: { rateLimit: { max: config.console.loginAttemptsPer15Min, timeWindow: 15 * 60_000 } },
-      preHandler: csrfGuard(scope),
-    },
-    async (request, reply) => {
-      const body = (request.body ?? {}) as { email?: unknown; password?: unknown; next?: unknown };
-      const next = safeNextPath(body.next);
-      const email = typeof body.email === 'string' ? body.email.trim() : '';
-      const password = typeof body.password === 'string' ? body.password : '';
-      const actor = email && password ? await verifyLogin(services, email, password) : undefined;
-      if (!actor) {
-        request.log.warn({ email }, 'console login refused');
-        return loginForm(reply, request, { status: 401, next, email, problem: 'Wrong email or password.' });
-      }
-      // A new session for the new login: nothing set before it (the CSRF secret included) carries over.
-      request.session.regenerate();
-      request.session.set('user', actor.id);
-      request.session.set('loggedInAt', Date.now());
-      request.log.info({ user: actor.id, role: actor.role }, 'console login');
-      return reply.redirect(next, 303);
-    },
-  );
+  const loginPolicy: LoginPolicy = {
+    perClient: config.console.loginAttemptsPer15Min,
+    perAccount: config.console.loginAttemptsPer15Min * 5,
+    windowMs: LOGIN_WINDOW_MS,
+  };
+  scope.post('/admin/login', { preHandler: csrfGuard(scope) }, async (request, reply) => {
+    const body = (request.body ?? {}) as { email?: unknown; password?: unknown; next?: unknown };
+    const next = safeNextPath(body.next);
+    const email = typeof body.email === 'string' ? body.email.trim() : '';
+    const password = typeof body.password === 'string' ? body.password : '';
+    if (!email || !password) return loginForm(reply, request, { status: 400, next, email, problem: 'Give your email and password.' });
+    // The client as TRUST_PROXY lets fastify see it; an IPv6 client is counted by its /64, as it can pick any address in it.
+    const attempt = await logIn(services, { email, password, client: normalizeIP(request.ip, 64) }, loginPolicy);
+    if (attempt.outcome === 'throttled') {
+      request.log.warn({ email, client: request.ip }, 'console login throttled');
+      reply.header('retry-after', String(LOGIN_WINDOW_MS / 1000));
+      return loginForm(reply, request, { status: 429, next, email, problem: 'Too many failed logins; try again in 15 minutes.' });
+    }
+    if (attempt.outcome === 'wrong') {
+      request.log.warn({ email, client: request.ip }, 'console login refused');
+      return loginForm(reply, request, { status: 401, next, email, problem: 'Wrong email or password.' });
+    }
+    // A new session for the new login: nothing set before it (the CSRF secret included) carries over.
+    request.session.regenerate();
+    request.session.set('user', attempt.actor.id);
+    request.session.set('loggedInAt', Date.now());
+    request.session.set('nonce', attempt.sessionNonce);
+    request.log.info({ user: attempt.actor.id, role: attempt.actor.role }, 'console login');
+    return reply.redirect(next, 303);
+  });
 
+  // Ends every session of the user, not just this cookie: a stateless cookie copied elsewhere would outlive its deletion here.
   scope.post('/admin/logout', { preHandler: csrfGuard(scope) }, async (request, reply) => {
+    if (request.actor?.kind === 'user') await endSessions(services, request.actor.id);
     request.session.delete();
     return reply.redirect('/admin/login', 303);
   });

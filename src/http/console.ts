@@ -2,7 +2,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import helmet from '@fastify/helmet';
 import fastifyStatic from '@fastify/static';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { renderMetrics } from '../app/metrics.ts';
 import { can } from '../core/roles.ts';
 import type { Services } from '../services.ts';
@@ -20,6 +20,18 @@ export function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
+/** Headers a reverse proxy adds: a request that carries one came through a proxy, from who knows where. */
+const FORWARDING_HEADERS = ['forwarded', 'x-forwarded-for', 'x-real-ip'] as const;
+
+/**
+ * Whether a request was made on this machine, not relayed by a proxy: a server bound to loopback
+ * behind PUBLIC_URL's proxy still gets the internet's requests, with the proxy's forwarding headers.
+ */
+function cameFromThisMachine(request: FastifyRequest): boolean {
+  const peer = request.socket.remoteAddress ?? '';
+  return isLoopbackHost(peer.replace(/^::ffff:/, '')) && FORWARDING_HEADERS.every((header) => request.headers[header] === undefined);
+}
+
 /**
  * Everything behind auth, in one plugin scope: the login, the console pages, the API, the queue
  * dashboard and /metrics. Nothing here answers without a session or an API token, except the login
@@ -33,6 +45,8 @@ export async function registerConsole(scope: FastifyInstance, services: Services
     contentSecurityPolicy: { useDefaults: false, directives: cspDirectives(CONSOLE_CSP) },
     crossOriginEmbedderPolicy: false,
     referrerPolicy: { policy: 'no-referrer' },
+    // HSTS for this host only: PUBLIC_URL's host may be an apex whose other subdomains are not ours to pin to https.
+    strictTransportSecurity: { maxAge: 31_536_000, includeSubDomains: false },
   });
   await registerAuth(scope, services);
   await scope.register(fastifyStatic, { root: ASSETS_DIR, prefix: '/admin/assets/', decorateReply: false, index: false, cacheControl: true, maxAge: '1h' });
@@ -40,7 +54,7 @@ export async function registerConsole(scope: FastifyInstance, services: Services
   scope.get('/metrics', async (request, reply) => {
     const token = config.console.metricsToken;
     const actorMay = request.actor !== undefined && can(request.actor.role, 'metrics.read');
-    const open = token === undefined && isLoopbackHost(config.http.host);
+    const open = token === undefined && isLoopbackHost(config.http.host) && cameFromThisMachine(request);
     if (!open && !actorMay && !(token !== undefined && bearerEquals(request, token))) {
       if (request.actor) return reply.code(403).send({ error: `the ${request.actor.role} role may not read metrics` });
       return reply

@@ -18,7 +18,13 @@ export async function buildHttpApp(services: Services, options: { readonly webho
   const { config, subscribers, sends } = services;
   // The one logger; a line per request would drown the rest, errors are logged with their request.
   const loggerInstance: FastifyBaseLogger = services.logger;
-  const app = Fastify({ loggerInstance, logController: new LogController({ disableRequestLogging: true }) });
+  const app = Fastify({
+    loggerInstance,
+    logController: new LogController({ disableRequestLogging: true }),
+    // Behind the reverse proxies TRUST_PROXY names, X-Forwarded-For names the client (the login limit
+    // and the /metrics rule go by it); from anyone else the header is ignored.
+    trustProxy: config.console.trustProxy.length > 0 ? [...config.console.trustProxy] : false,
+  });
   await app.register(async (publicPages) => {
     // The unsubscribe POST is decided by the token in the URL alone; its body (form-encoded or
     // multipart, as RFC 8058 allows, or empty) is never read, so any content type is accepted as is.

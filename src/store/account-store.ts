@@ -13,6 +13,11 @@ const userHashSchema = z.object({
   role,
   passwordHash: z.string().min(1),
   createdAt: z.string().min(1),
+  /**
+   * Random, in every session cookie of this user: a session whose value differs is over. Replaced
+   * at logout, so a copied cookie stops working (the cookie itself is stateless).
+   */
+  sessionNonce: z.string().min(16),
 });
 /** One console user. */
 export type StoredUser = z.infer<typeof userHashSchema>;
@@ -90,6 +95,29 @@ export class AccountStore extends RedisStore {
         writes: (multi) => multi.del(this.keys.accountUser(emailKey)).srem(this.keys.accountUsers, emailKey),
       };
     });
+  }
+
+  /** Gives a user a new session nonce, ending every session they have; false when the user is gone. */
+  async replaceSessionNonce(emailKey: string, nonce: string): Promise<boolean> {
+    const key = this.keys.accountUser(emailKey);
+    return this.transaction(async (connection) => {
+      await connection.watch(key);
+      if ((await connection.exists(key)) === 0) return { outcome: false };
+      return { outcome: true, writes: (multi) => multi.hset(key, 'sessionNonce', nonce) };
+    });
+  }
+
+  /** The failed logins counted in the current window, from this client address and for this account. */
+  async loginFailures(client: string, emailKey: string): Promise<{ readonly client: number; readonly user: number }> {
+    const [byClient, byUser] = await this.redis.mget(this.keys.accountLoginFailuresByClient(client), this.keys.accountLoginFailuresByUser(emailKey));
+    return { client: Number(byClient ?? 0), user: Number(byUser ?? 0) };
+  }
+
+  /** Counts one failed login for the client address and for the account; each count lapses windowMs after its first failure. */
+  async recordLoginFailure(client: string, emailKey: string, windowMs: number): Promise<void> {
+    const byClient = this.keys.accountLoginFailuresByClient(client);
+    const byUser = this.keys.accountLoginFailuresByUser(emailKey);
+    await this.redis.multi().incr(byClient).pexpire(byClient, windowMs, 'NX').incr(byUser).pexpire(byUser, windowMs, 'NX').exec();
   }
 
   /** Adds a token, unless a token not revoked has the same name. */

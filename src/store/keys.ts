@@ -22,8 +22,8 @@ export function redisKeys(prefix: string) {
     migrationLock: `${prefix}:migration-lock`,
     /** Prefix BullMQ puts before its own queue keys. */
     bullPrefix: `${prefix}:bull`,
-    /** Prefix of @fastify/rate-limit's counters of console login attempts (one key per client address, with a TTL). */
-    loginRateLimit: `${prefix}:login-limit:`,
+    /** Prefix of @fastify/rate-limit's counters of the console's limited routes (test sends; one key per caller, with a TTL). */
+    consoleRateLimit: `${prefix}:console-limit:`,
 
     /** Counter: the last subscriber id handed out. */
     subscriberSeq: `${subs}:seq`,
@@ -151,6 +151,10 @@ export function redisKeys(prefix: string) {
     accountToken: (tokenId: string) => `${prefix}:{accounts}:token:${tokenId}`,
     /** Hash: sha256 of a token (hex) → token id: how a bearer token is looked up. */
     accountTokenByHash: `${prefix}:{accounts}:token-by-hash`,
+    /** String with a TTL: failed console logins from one client address in the current window. */
+    accountLoginFailuresByClient: (client: string) => `${prefix}:{accounts}:login-failures:client:${client}`,
+    /** String with a TTL: failed console logins for one account (emailKey), from every address, in the current window. */
+    accountLoginFailuresByUser: (userKey: string) => `${prefix}:{accounts}:login-failures:user:${userKey}`,
   } as const;
 }
 

@@ -38,8 +38,8 @@ export interface SendWorkerOptions {
   /** Wraps the stores the handler sees, e.g. to inject a store fault. */
   readonly wrapDeps?: (deps: DeliveryDeps) => DeliveryDeps;
   /**
-   * Also run the duties every long-running process shares (scheduler, outgoing webhooks, metrics
-   * report; app/background.ts): `newsletter worker` does; tests that only send leave them off.
+   * Also run the duties a worker process shares (outgoing webhooks, metrics report;
+   * app/background.ts): `newsletter worker` does; tests that only send leave them off.
    */
   readonly duties?: boolean;
 }
@@ -225,6 +225,8 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
     close() {
       closing ??= (async () => {
         const deadline = Date.now() + config.send.shutdownTimeoutMs;
+        // The duties first: nothing new (a webhook delivery, a report) starts while the jobs drain.
+        await duties?.stop();
         let timer: NodeJS.Timeout | undefined;
         const timedOut = new Promise<'timeout'>((resolve) => {
           timer = setTimeout(() => resolve('timeout'), config.send.shutdownTimeoutMs);
@@ -245,7 +247,6 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
         clearTimeout(timer);
         // Late records get what is left of the shutdown budget, then are logged as unrecorded.
         await lateRecords.settle(Math.max(1_000, deadline - Date.now()));
-        await duties?.stop();
         await outage.close();
         transport.close();
         await heartbeat.stop();

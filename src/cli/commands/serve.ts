@@ -18,7 +18,10 @@ export async function serveCommand(cli: CliContext): Promise<void> {
     const base = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${port}`;
     cli.io.out(`serving ${config.publicUrl} on ${base}: console ${base}/admin, API ${base}/api, metrics ${base}/metrics`);
     await cli.untilStop();
-    await app.close();
-    await duties.stop();
+    try {
+      await app.close();
+    } finally {
+      await duties.stop();
+    }
   });
 }

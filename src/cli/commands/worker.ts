@@ -2,8 +2,8 @@ import { startSendWorker } from '../../workers/send.ts';
 import type { CliContext } from '../context.ts';
 
 /**
- * `newsletter worker`: runs a send worker (and the shared duties: scheduler, outgoing webhooks,
- * metrics report) until told to stop, then finishes or hands back its jobs.
+ * `newsletter worker`: runs a send worker (and the shared duties: outgoing webhooks, metrics
+ * report) until told to stop, then finishes or hands back its jobs.
  */
 export async function workerCommand(cli: CliContext): Promise<void> {
   const config = await cli.config();

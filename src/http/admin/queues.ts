@@ -1,4 +1,4 @@
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,6 +15,25 @@ import { CONSOLE_CSP } from './layout.ts';
 /** The console's CSP with the one change bull-board's page needs: a <base> pointing at our own origin. */
 const BOARD_CSP = CONSOLE_CSP.replace("base-uri 'none'", "base-uri 'self'");
 
+/**
+ * The queue dashboard's writes that ops may make: retry, promote, clean (remove) jobs, and pause or
+ * resume a queue. Everything else it offers is refused, since a job's data is trusted downstream:
+ * an added or edited job could forge a signed outgoing webhook or a bounce report, and obliterate
+ * or empty would lose recipients' jobs without a record.
+ */
+const BOARD_WRITES_ALLOWED: ReadonlySet<string> = new Set([
+  'PUT /api/queues/:queueName/retry/:queueStatus',
+  'PUT /api/queues/:queueName/promote',
+  'PUT /api/queues/:queueName/clean/:queueStatus',
+  'PUT /api/queues/:queueName/pause',
+  'PUT /api/queues/:queueName/resume',
+  'PUT /api/queues/pause',
+  'PUT /api/queues/resume',
+  'PUT /api/queues/:queueName/:jobId/retry',
+  'PUT /api/queues/:queueName/:jobId/clean',
+  'PUT /api/queues/:queueName/:jobId/promote',
+]);
+
 /** Where ops find the queue dashboard. */
 export const QUEUES_PATH = '/admin/queues';
 
@@ -30,8 +49,8 @@ async function viewsWithoutOutsideFonts(): Promise<string> {
   const uiPackage = require.resolve('@bull-board/ui/package.json');
   const { version } = JSON.parse(await readFile(uiPackage, 'utf8')) as { version: string };
   const source = path.join(path.dirname(uiPackage), 'dist', 'index.ejs');
-  const folder = path.join(os.tmpdir(), `newsletter-bull-board-${version}-${process.pid}`);
-  await mkdir(folder, { recursive: true });
+  // A fresh private folder (mode 0700): a predictable path could be made first by another local user, who could then swap the template.
+  const folder = await mkdtemp(path.join(os.tmpdir(), `newsletter-bull-board-${version}-`));
   const template = await readFile(source, 'utf8');
   if (OUTSIDE_FONTS.test(template)) await writeFile(path.join(folder, 'index.ejs'), template.replace(OUTSIDE_FONTS, ''));
   else await copyFile(source, path.join(folder, 'index.ejs'));
@@ -72,7 +91,9 @@ export async function registerQueueDashboard(scope: FastifyInstance, services: S
     serverAdapter,
     options: { uiConfig: { boardTitle: 'Newsletter queues' } },
   });
-  serverAdapter.setViewsPath(await viewsWithoutOutsideFonts());
+  const views = await viewsWithoutOutsideFonts();
+  scope.addHook('onClose', async () => rm(views, { recursive: true, force: true }));
+  serverAdapter.setViewsPath(views);
   const readGuard = requirePermission('queues.read');
   const writeGuard = requirePermission('queues.write');
   await scope.register(async (board) => {
@@ -84,6 +105,10 @@ export async function registerQueueDashboard(scope: FastifyInstance, services: S
       if (request.method === 'GET' || request.method === 'HEAD') return readGuard.call(board, request, reply);
       await writeGuard.call(board, request, reply);
       if (reply.sent) return reply;
+      const route = (request.routeOptions.url ?? '').slice(QUEUES_PATH.length);
+      if (!BOARD_WRITES_ALLOWED.has(`${request.method} ${route}`)) {
+        return reply.code(403).send({ error: `the queue dashboard does not allow ${request.method} ${route}: only retry, promote, clean and pause/resume` });
+      }
       if (request.actor?.kind === 'user' && !fromOurOwnPage(request)) {
         return reply.code(403).send({ error: 'a change to the queues must come from the queue dashboard itself (cross-site request refused)' });
       }
