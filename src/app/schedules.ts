@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { listIssueIds, loadIssue } from '../content/load-issue.ts';
 import type { Issue } from '../content/issue-schema.ts';
-import { UserFacingError } from '../core/errors.ts';
+import { messageForOthers, UserFacingError } from '../core/errors.ts';
 import {
   InvalidScheduleError,
   SCHEDULE_POLICY,
@@ -267,7 +267,8 @@ async function runOccurrence(
     // Taking over from a process that died after starting the send: the "already sent" is that send.
     const earlier = resumed ? await sendOfAttempt(services, resumed, spec.list) : undefined;
     if (earlier) return finish({ ...base, outcome: 'sent', issue: issueId, sendId: earlier });
-    return finish({ ...base, outcome: 'refused', issue: issueId, message: error.message });
+    // The record is shown in the console and the API: no server paths or other issues' ids in it.
+    return finish({ ...base, outcome: 'refused', issue: issueId, message: messageForOthers(error) });
   }
 }
 

@@ -47,3 +47,15 @@ export class TemplateError extends UserFacingError {
     super(`Template ${template}${element ? `, element <${element}>` : ''}: ${reason}`);
   }
 }
+
+/**
+ * A user-facing error's message for people other than whoever runs the server: the console, the
+ * API, a schedule's record of a refused run. The full message (for the CLI and the log) names
+ * ISSUES_DIR's absolute path and every issue id there, drafts included; this one names only what
+ * was asked about, and a broken issue file by its file name.
+ */
+export function messageForOthers(error: Error): string {
+  if (error instanceof UnknownIssueError) return `There is no issue "${error.issueId}".`;
+  if (error instanceof IssueContentError) return error.message.split(error.file).join(error.file.slice(error.file.lastIndexOf('/') + 1));
+  return error.message;
+}

@@ -13,8 +13,10 @@ export const PERMISSIONS = [
   'issues.preview',
   /** Start a send, or schedule one (at a time, or weekly). */
   'sends.start',
-  /** See every send: state, progress, rates, failures, per-domain breakdown. */
+  /** See every send: state, progress, rates, per-domain breakdown (counts, no subscriber addresses). */
   'sends.read',
+  /** See who failed and why: the failures table, its CSV and JSON (subscriber addresses). */
+  'sends.failures',
   /** Pause, resume, cancel a send, and retry its failed recipients. */
   'sends.control',
   /** See the schedules. */
@@ -35,12 +37,24 @@ export type Permission = (typeof PERMISSIONS)[number];
 
 /**
  * The editor prepares and sends issues; ops run the sends and queues once they are going; an admin
- * does everything, users included. Both editor and ops see every send, so each can tell how one ended.
+ * does everything, users included. Both editor and ops see every send, so each can tell how one ended;
+ * only ops (and admins) see who failed, since the failures name subscribers' addresses.
  */
 export const ROLE_PERMISSIONS: Readonly<Record<Role, readonly Permission[]>> = {
   admin: PERMISSIONS,
   editor: ['issues.read', 'issues.preview', 'sends.start', 'sends.read', 'schedules.read', 'schedules.manage'],
-  ops: ['issues.read', 'sends.read', 'sends.control', 'sends.start', 'schedules.read', 'schedules.manage', 'queues.read', 'queues.write', 'metrics.read'],
+  ops: [
+    'issues.read',
+    'sends.read',
+    'sends.failures',
+    'sends.control',
+    'sends.start',
+    'schedules.read',
+    'schedules.manage',
+    'queues.read',
+    'queues.write',
+    'metrics.read',
+  ],
 };
 
 /** Whether a role carries a permission. */

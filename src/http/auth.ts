@@ -5,7 +5,7 @@ import rateLimit, { normalizeIP } from '@fastify/rate-limit';
 import secureSession from '@fastify/secure-session';
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler, preHandlerHookHandler } from 'fastify';
 import { actorOfSession, authenticateToken, endSessions, logIn, type Actor, type LoginPolicy } from '../app/accounts.ts';
-import { UserFacingError } from '../core/errors.ts';
+import { messageForOthers, UserFacingError } from '../core/errors.ts';
 import { can, type Permission } from '../core/roles.ts';
 import type { Services } from '../services.ts';
 import { redisKeys } from '../store/keys.ts';
@@ -145,7 +145,7 @@ export async function registerAuth(scope: FastifyInstance, services: Services): 
   });
   await scope.register(csrfProtection, { sessionPlugin: '@fastify/secure-session' });
   await scope.register(formBody);
-  // Per-route limits (test sends); the login counts its failures itself (app/accounts.ts logIn).
+  // The store of the test-send budget (test-send-limit.ts); the login counts its failures itself (app/accounts.ts logIn).
   await scope.register(rateLimit, {
     global: false,
     redis: services.redis,
@@ -183,8 +183,9 @@ export async function registerAuth(scope: FastifyInstance, services: Services): 
     // A user-facing error a route did not map (bad input it passed on to a use case) is the caller's to fix: 400.
     const clientStatus = error instanceof UserFacingError ? 400 : error.statusCode;
     if (typeof clientStatus === 'number' && clientStatus >= 400 && clientStatus < 500) {
-      if (wantsJson(request)) return reply.code(clientStatus).send({ error: error.message });
-      return sendConsolePage(reply, request, { status: clientStatus, title: 'Request refused', body: `<p>${escape(error.message)}</p>` });
+      const message = messageForOthers(error);
+      if (wantsJson(request)) return reply.code(clientStatus).send({ error: message });
+      return sendConsolePage(reply, request, { status: clientStatus, title: 'Request refused', body: `<p>${escape(message)}</p>` });
     }
     request.log.error({ err: error, url: request.url }, 'console request failed');
     if (wantsJson(request)) return reply.code(500).send({ error: 'internal error; see the server log' });

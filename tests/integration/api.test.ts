@@ -29,11 +29,47 @@ async function issuesWithDraft(): Promise<string> {
   return dir;
 }
 
+/** The documented operation a request lands on, as `METHOD /api/path/{id}`; undefined when the document has none (an unknown route). */
+function documentedRoute(method: string, url: string): string | undefined {
+  const requested = url.split('?')[0]!;
+  for (const [template, item] of Object.entries(API_DOCUMENT.paths)) {
+    const pattern = new RegExp(`^${template.replace(/\./g, '\\.').replace(/\{\w+\}/g, '[^/]+')}$`);
+    if (pattern.test(requested) && item[method.toLowerCase() as HttpMethod]) return `${method.toUpperCase()} ${template}`;
+  }
+  return undefined;
+}
+
+/**
+ * Every status the tests of this file saw on a documented route, as `METHOD /api/path/{id} status`:
+ * the last test checks the document lists each one for its operation.
+ */
+const observed = new Set<string>();
+
+/** Notes the status a request answered with (see `observed`). */
+function observe(method: string, url: string, status: number): void {
+  const route = documentedRoute(method, url);
+  if (route) observed.add(`${route} ${status}`);
+}
+
+/** app.inject as a caller, its status noted (see `observed`). */
+async function injectObserved(site: ConsoleApp, caller: Caller, request: Parameters<typeof injectAs>[2] & { method: 'GET' | 'POST' | 'DELETE'; url: string }) {
+  const response = await injectAs(site.app, caller, request);
+  observe(request.method, request.url, response.statusCode);
+  return response;
+}
+
 /** A JSON request as a caller; the parsed body comes along. */
 async function call(site: ConsoleApp, caller: Caller, method: 'GET' | 'POST' | 'DELETE', url: string, payload?: unknown) {
-  const response = await injectAs(site.app, caller, { method, url, ...(payload === undefined ? {} : { payload: payload as object }) });
+  const response = await injectObserved(site, caller, { method, url, ...(payload === undefined ? {} : { payload: payload as object }) });
   const body: unknown = String(response.headers['content-type'] ?? '').startsWith('application/json') ? response.json() : response.body;
   return { status: response.statusCode, body: body as Record<string, unknown> & { error?: string }, headers: response.headers };
+}
+
+/** Whether the document lists a status for an operation (`METHOD /api/path/{id}`). */
+function documents(route: string, status: string): boolean {
+  const [method, template] = route.split(' ') as [string, string];
+  const operation = API_DOCUMENT.paths[template]?.[method.toLowerCase() as HttpMethod];
+  return operation !== undefined && Object.hasOwn(operation.responses, status);
 }
 
 /** The send's state as the API reports it. */
@@ -111,6 +147,9 @@ describe('the API', () => {
     const again = await call(site, editor, 'POST', '/api/sends', { issue: 'vol-138', list: 'weekly' });
     expect(again.status).toBe(409);
     expect(again.body.error).toMatch(/already sent to list "weekly"/);
+    // The hint names the API's field, not the CLI's flag.
+    expect(again.body.error).toContain('"resend": true');
+    expect(again.body.error).not.toContain('--resend');
     const draft = await call(site, editor, 'POST', '/api/sends', { issue: 'vol-139', list: 'weekly' });
     expect(draft.status).toBe(409);
     expect(draft.body.error).toMatch(/vol-139" is a draft/);
@@ -121,7 +160,7 @@ describe('the API', () => {
 
     const unknownIssue = await call(site, editor, 'POST', '/api/sends', { issue: 'vol-999', list: 'weekly' });
     expect(unknownIssue.status).toBe(404);
-    expect(unknownIssue.body.error).toMatch(/Unknown issue "vol-999"/);
+    expect(unknownIssue.body.error).toBe('There is no issue "vol-999".');
     const admin = await apiToken(services, 'admin');
     for (const [method, url] of [
       ['GET', '/api/sends/vol-138.weekly.99'],
@@ -153,7 +192,7 @@ describe('the API', () => {
       expect(answer.status, JSON.stringify(payload)).toBe(400);
       expect(answer.body.error, JSON.stringify(payload)).toMatch(message);
     }
-    const notJson = await injectAs(site.app, editor, {
+    const notJson = await injectObserved(site, editor, {
       method: 'POST',
       url: '/api/sends',
       headers: { 'content-type': 'application/json' },
@@ -184,7 +223,7 @@ describe('the API', () => {
     expect((await call(site, editor, 'GET', '/api/sends')).status).toBe(200);
 
     for (const caller of [undefined, 'Bearer not-a-token', `Bearer ${token}x`, `Basic ${Buffer.from('a:b').toString('base64')}`]) {
-      const response = await injectAs(site.app, caller, { method: 'GET', url: '/api/sends' });
+      const response = await injectObserved(site, caller, { method: 'GET', url: '/api/sends' });
       expect(response.statusCode, String(caller)).toBe(401);
       expect(response.headers['www-authenticate']).toMatch(/^Bearer /);
       expect(response.json()).toEqual({ error: expect.stringContaining('Authorization: Bearer') });
@@ -246,7 +285,7 @@ describe('the API', () => {
       expect((await call(site, ops, 'GET', `/api/sends/${sendId}/failures?${query}`)).status, query).toBe(400);
     }
 
-    const csv = await injectAs(site.app, ops, { method: 'GET', url: `/api/sends/${sendId}/failures.csv` });
+    const csv = await injectObserved(site, ops, { method: 'GET', url: `/api/sends/${sendId}/failures.csv` });
     expect(csv.statusCode).toBe(200);
     expect(csv.headers['content-type']).toBe('text/csv; charset=utf-8');
     expect(csv.headers['content-disposition']).toBe(`attachment; filename="${sendId}-failures.csv"`);
@@ -254,6 +293,15 @@ describe('the API', () => {
     expect(lines[0]).toBe('subscriber_id,email,kind,source,reason,attempts,at');
     expect(lines).toHaveLength(2);
     expect(lines[1]).toContain('reader2@example.org,hard,smtp,');
+
+    // The editor sees the send and its counts, not who failed: the failures name subscribers' addresses.
+    const editor = await apiToken(services, 'editor');
+    expect((await call(site, editor, 'GET', `/api/sends/${sendId}`)).body.summary).toMatchObject({ sendId, failed: 1 });
+    for (const url of [`/api/sends/${sendId}/failures`, `/api/sends/${sendId}/failures.csv`]) {
+      const refused = await call(site, editor, 'GET', url);
+      expect(refused.status, url).toBe(403);
+      expect(refused.body, url).toEqual({ error: 'the editor role may not do this (it needs sends.failures)' });
+    }
   });
 
   it('lists issues with their sends, and previews one with its subject, preheader and sizes', async () => {
@@ -278,7 +326,10 @@ describe('the API', () => {
     expect(typeof preview.body.preheader).toBe('string');
     expect(preview.body.htmlBytes).toBeGreaterThan(1000);
     expect(preview.body.text).toContain('Ada');
-    expect((await call(site, editor, 'GET', '/api/issues/vol-999')).status).toBe(404);
+    // An unknown issue: 404 naming only the id asked for, not the server's folder nor the other issues (a draft among them).
+    const unknown = await call(site, editor, 'GET', '/api/issues/nope');
+    expect(unknown).toMatchObject({ status: 404, body: { error: 'There is no issue "nope".' } });
+    for (const leak of ['/', site.harness.config.issuesDir, 'vol-138', 'vol-139', '.yaml']) expect(JSON.stringify(unknown.body), leak).not.toContain(leak);
     expect((await call(site, editor, 'GET', '/api/issues/vol-138?list=Not%20A%20List')).status).toBe(400);
 
     // A broken issue file: listed with its problem, and 422 (nothing in the request to change) where it is used.
@@ -292,8 +343,11 @@ describe('the API', () => {
     ] as const) {
       const broken = await call(site, editor, method, url, payload);
       expect(broken.status, `${method} ${url}`).toBe(422);
-      expect(broken.body.error, `${method} ${url}`).toMatch(/^Invalid issue file/);
+      // The file by its name, not by its path on the server.
+      expect(broken.body.error, `${method} ${url}`).toMatch(/^Invalid issue file vol-140\.yaml:\n/);
+      expect(broken.body.error, `${method} ${url}`).not.toContain(site.harness.config.issuesDir);
     }
+    expect(JSON.stringify(listed.body)).not.toContain(site.harness.config.issuesDir);
   });
 
   it('makes a test send that arrives at the SMTP server with [TEST] in the subject, and refuses bad addresses', async () => {
@@ -357,6 +411,15 @@ describe('the API', () => {
     expect(once.nextRunAt).toBe(at);
     // Scheduled, not sent.
     expect(await services.sends.latestId('vol-138', 'weekly')).toBeUndefined();
+    // With `at`, what the state refuses is 409, as for a send now: a draft, an issue already scheduled for the list.
+    const laterDraft = await call(site, editor, 'POST', '/api/sends', { issue: 'vol-139', list: 'weekly', at });
+    expect(laterDraft.status).toBe(409);
+    expect(laterDraft.body.error).toMatch(/vol-139" is a draft/);
+    const laterAgain = await call(site, editor, 'POST', '/api/sends', { issue: 'vol-138', list: 'weekly', at });
+    expect(laterAgain.status).toBe(409);
+    expect(laterAgain.body.error).toMatch(/already scheduled/);
+    const laterInThePast = await call(site, editor, 'POST', '/api/sends', { issue: 'vol-138', list: 'weekly', at: '2001-01-01T00:00:00Z' });
+    expect(laterInThePast.status).toBe(400);
 
     const listed = await call(site, editor, 'GET', '/api/schedules');
     expect(listed.status).toBe(200);
@@ -379,7 +442,7 @@ describe('the API', () => {
     }
     expect((await call(site, editor, 'POST', '/api/schedules', { kind: 'once', issue: 'vol-999', list: 'weekly', at })).status).toBe(404);
 
-    const deleted = await injectAs(site.app, editor, { method: 'DELETE', url: `/api/schedules/${schedule.id}` });
+    const deleted = await injectObserved(site, editor, { method: 'DELETE', url: `/api/schedules/${schedule.id}` });
     expect(deleted.statusCode).toBe(204);
     expect(deleted.body).toBe('');
     const again = await call(site, editor, 'DELETE', `/api/schedules/${schedule.id}`);
@@ -476,5 +539,66 @@ describe('the API', () => {
     );
     expect(done).toMatchObject({ accepted: 5, failed: 0 });
     expect(harness.received.flatMap((message) => message.recipients).sort()).toEqual([1, 2, 3, 4, 5].map((n) => `reader${n}@example.org`));
+  });
+
+  it('allows each user or token TEST_SENDS_PER_HOUR test sends an hour, the console’s and the API’s together; the next is 429 and nothing goes out', async () => {
+    const site = await startConsoleApp('api-test-send-limit', { config: { TEST_SENDS_PER_HOUR: '2' } });
+    const { services, harness } = site;
+    const editor = await loginAs(site.app, services, 'editor');
+    const recipients = () => harness.received.flatMap((message) => message.recipients);
+
+    // One from the console's preview page, one through the API: both spend the editor's budget.
+    const fromPage = await injectAs(site.app, editor, {
+      method: 'POST',
+      url: '/admin/issues/vol-138/test-send',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: new URLSearchParams({ _csrf: editor.csrf, list: 'weekly', to: 'first@example.org' }).toString(),
+    });
+    expect(fromPage.statusCode, fromPage.body).toBe(200);
+    const second = await call(site, editor, 'POST', '/api/issues/vol-138/test-send', { to: ['second@example.org'] });
+    expect(second.status, JSON.stringify(second.body)).toBe(200);
+    await waitFor(() => recipients().length === 2, 5_000, 'the two test messages at the SMTP server');
+
+    // The third within the hour: 429, as JSON from the API and as a page (with the form as typed) from the console.
+    const third = await call(site, editor, 'POST', '/api/issues/vol-138/test-send', { to: ['third@example.org'] });
+    expect(third.status).toBe(429);
+    expect(third.body).toEqual({ error: expect.stringMatching(/^Too many test sends: each user or API token may make 2 an hour \(TEST_SENDS_PER_HOUR\)/) });
+    const retryAfter = Number(third.headers['retry-after']);
+    expect(retryAfter).toBeGreaterThan(0);
+    expect(retryAfter).toBeLessThanOrEqual(3600);
+    const thirdFromPage = await injectAs(site.app, editor, {
+      method: 'POST',
+      url: '/admin/issues/vol-138/test-send',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: new URLSearchParams({ _csrf: editor.csrf, list: 'weekly', to: 'fourth@example.org' }).toString(),
+    });
+    expect(thirdFromPage.statusCode).toBe(429);
+    expect(thirdFromPage.headers['content-type']).toMatch(/^text\/html/);
+    expect(thirdFromPage.headers['retry-after']).toMatch(/^\d+$/);
+    expect(thirdFromPage.body).toContain('Too many test sends');
+    expect(thirdFromPage.body).toContain('value="fourth@example.org"');
+
+    // Another user's budget is their own: their test send goes out. It arrives after the refused
+    // ones would have, and neither of those is at the SMTP server.
+    const other = await apiToken(services, 'editor');
+    const othersSend = await call(site, other, 'POST', '/api/issues/vol-138/test-send', { to: ['other@example.org'] });
+    expect(othersSend.status, JSON.stringify(othersSend.body)).toBe(200);
+    await waitFor(() => recipients().includes('other@example.org'), 5_000, 'the other user’s test message at the SMTP server');
+    expect(recipients()).toEqual(['first@example.org', 'second@example.org', 'other@example.org']);
+  });
+
+  it('lists, for every status the tests above saw on a route, that status in the route’s operation of /api/openapi.json', () => {
+    // What this file's tests observed (all of them, when the whole file runs).
+    const undocumented = [...observed].filter((entry) => {
+      const status = entry.slice(entry.lastIndexOf(' ') + 1);
+      return !documents(entry.slice(0, entry.lastIndexOf(' ')), status);
+    });
+    expect(undocumented).toEqual([]);
+    // The statuses the document got wrong once, whether or not the tests above ran.
+    expect(documents('POST /api/sends', '409')).toBe(true);
+    expect(documents('GET /api/issues/{id}', '422')).toBe(true);
+    expect(documents('GET /api/issues/{id}', '409')).toBe(false);
+    expect(documents('POST /api/issues/{id}/test-send', '429')).toBe(true);
+    expect(API_DOCUMENT.paths['/api/sends']?.post?.description).not.toMatch(/schedule checks answer 400/);
   });
 });

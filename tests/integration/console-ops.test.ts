@@ -206,6 +206,19 @@ describe('the ops pages', () => {
     const editorPage = await editor.get(`/admin/sends/${sendId}`);
     expect(editorPage.statusCode).toBe(200);
     expect(editorPage.body).not.toContain('data-action=');
+    // How the send ended, yes; who failed, no: no failures table, no CSV link, no address, even when the URL asks for them.
+    expect(fieldsOf(sendBlock(editorPage.body, sendId)).text).toMatchObject({ state: 'sent-with-failures', failed: '5', bounced: '3' });
+    expect(editorPage.body).toContain('Failures: visible to the admin and ops roles.');
+    for (const page of [editorPage, await editor.get(`/admin/sends/${sendId}?kind=hard&filter=gone`), await editor.get(`/admin/sends/${sendId}.json`)]) {
+      expect(page.statusCode).toBe(200);
+      expect(page.body).not.toContain('class="failures"');
+      expect(page.body).not.toContain('failures.csv');
+      for (const address of [...HARD, ...BLOCKED]) expect(page.body).not.toContain(address);
+    }
+    const editorCsv = await editor.get(`/admin/sends/${sendId}/failures.csv`);
+    expect(editorCsv.statusCode).toBe(403);
+    expect(editorCsv.body).toContain('sends.failures');
+    for (const address of HARD) expect(editorCsv.body).not.toContain(address);
     expect((await editor.get(`/admin/sends/${sendId}/confirm?action=retry-failed`)).statusCode).toBe(403);
     expect((await editor.post(`/admin/sends/${sendId}/retry-failed`, { _csrf: editor.csrf })).statusCode).toBe(403);
   });

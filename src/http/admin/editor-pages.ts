@@ -3,7 +3,9 @@ import { SendRefusedError } from '../../app/start-send.ts';
 import { IssueContentError, TemplateError, UnknownIssueError, UserFacingError } from '../../core/errors.ts';
 import type { Services } from '../../services.ts';
 import { csrfToken } from '../auth.ts';
+import { httpErrorText } from '../error-text.ts';
 import { escape } from '../public/page.ts';
+import { TestSendLimitError } from '../test-send-limit.ts';
 import { sendConsolePage } from './layout.ts';
 import { registerIssuePages } from './issues-pages.ts';
 import { registerSchedulePages } from './schedules-pages.ts';
@@ -44,21 +46,23 @@ export function formField(source: unknown, name: string): string {
 
 /**
  * The HTTP status of a refusal the editor can act on, from its class: an unknown issue is 404, a
- * refused send 409 (the issue's state forbids it: a draft, a double send), a broken issue file or
- * template 422, any other UserFacingError (bad input) 400. Undefined for anything else: a bug,
- * left to the console's error handler (500, logged).
+ * refused send or schedule 409 (the issue's state forbids it: a draft, a double send, an empty
+ * list), a broken issue file or template 422, a test send over TEST_SENDS_PER_HOUR 429, any other
+ * UserFacingError (bad input: an invalid schedule, too many addresses) 400. Undefined for anything
+ * else: a bug, left to the console's error handler (500, logged).
  */
 export function refusalStatus(error: unknown): number | undefined {
   if (error instanceof UnknownIssueError) return 404;
   if (error instanceof SendRefusedError) return 409;
+  if (error instanceof TestSendLimitError) return 429;
   if (error instanceof IssueContentError || error instanceof TemplateError) return 422;
   if (error instanceof UserFacingError) return 400;
   return undefined;
 }
 
 /**
- * Answers a refusal as a console page with its message (and what to do next), or rethrows an
- * error that is not one.
+ * Answers a refusal as a console page with its message as the console words it (httpErrorText: no
+ * server paths) and what to do next, or rethrows an error that is not one.
  */
 export function sendRefusalPage(
   reply: FastifyReply,
@@ -68,11 +72,14 @@ export function sendRefusalPage(
 ): FastifyReply {
   const status = refusalStatus(error);
   if (status === undefined) throw error;
+  if (error instanceof TestSendLimitError) reply.header('retry-after', String(error.retryAfterSeconds));
   return sendConsolePage(reply, request, {
     status,
     title: page.title,
     body:
-      problem((error as Error).message) + (page.back ? `<p><a href="${escape(page.back.href)}">${escape(page.back.label)}</a></p>` : '') + (page.after ?? ''),
+      problem(httpErrorText(error as Error)) +
+      (page.back ? `<p><a href="${escape(page.back.href)}">${escape(page.back.label)}</a></p>` : '') +
+      (page.after ?? ''),
   });
 }
 

@@ -13,7 +13,9 @@ import { DEFAULT_LIST, LIST_NAME_SHAPE } from '../../core/subscriber.ts';
 import { GMAIL_CLIP_BYTES, issueSubject } from '../../render/compile-issue.ts';
 import type { Services } from '../../services.ts';
 import { csrfGuard, requirePermission } from '../auth.ts';
+import { httpErrorText } from '../error-text.ts';
 import { escape, sendHtml } from '../public/page.ts';
+import { testSendLimiter } from '../test-send-limit.ts';
 import { actorName, csrfField, formField, notice, problem, selectOptions, sendRefusalPage, timeTag } from './editor-pages.ts';
 import { sendConsolePage } from './layout.ts';
 
@@ -36,6 +38,7 @@ const SENDS_SHOWN_ON_ISSUES = 1000;
 /** The issues, their previews, the test send and the send with its confirmation. */
 export function registerIssuePages(scope: FastifyInstance, services: Services): void {
   const { config } = services;
+  const spendTestSend = testSendLimiter(scope, services);
 
   scope.get('/admin/issues', { preHandler: requirePermission('issues.read') }, async (request, reply) => {
     const ids = await listIssueIds(config.issuesDir);
@@ -116,6 +119,8 @@ export function registerIssuePages(scope: FastifyInstance, services: Services): 
     const to = typed ? typed.split(/[\s,;]+/).filter((address) => address !== '') : request.actor?.kind === 'user' ? [request.actor.name] : [];
     let result: TestSendResult;
     try {
+      // Counted after the guards (a refused request spends nothing), before anything goes out.
+      await spendTestSend(request);
       result = await testSend(services, { issueId, to, list });
     } catch (error) {
       return sendRefusalPage(reply, request, error, { title: 'Test send refused', back, after: testSendForm(reply, request, { issueId, list, typed }) });
@@ -172,7 +177,7 @@ export async function listNames(services: Services): Promise<string[]> {
 
 /** An issue file that does not load, as one message for its row (the file, each bad field, the reason). */
 function brokenIssueMessage(error: unknown): string {
-  if (error instanceof UserFacingError) return error.message;
+  if (error instanceof UserFacingError) return httpErrorText(error);
   throw error;
 }
 

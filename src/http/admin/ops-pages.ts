@@ -35,6 +35,8 @@ import {
  * Ops' pages: the sends dashboard, one send's page with its failures (and their CSV), the JSON the
  * pages poll, and the confirmation and POST of pause, resume, cancel and retry-failed. Thin: each
  * route checks its input, calls the dashboard queries or actOnSend, and renders (sends-pages.ts).
+ * The failures name subscribers' addresses: only a viewer with sends.failures gets them, on the
+ * page and as CSV; anyone with sends.read sees the counts, the chart and the per-domain breakdown.
  */
 
 /** The sends the dashboard lists unless the URL asks for another number. */
@@ -148,7 +150,8 @@ export async function registerOpsPages(scope: FastifyInstance, services: Service
       });
     }
     const query: FailuresQuery = failuresQuerySchema.parse(request.query ?? {});
-    const failures = await sendFailuresPage(services, sendId, query);
+    const mayReadFailures = request.actor !== undefined && can(request.actor.role, 'sends.failures');
+    const failures = mayReadFailures ? await sendFailuresPage(services, sendId, query) : undefined;
     return sendConsolePage(reply, request, {
       title: `Send ${sendId}`,
       body: sendPageBody({
@@ -164,7 +167,7 @@ export async function registerOpsPages(scope: FastifyInstance, services: Service
     });
   });
 
-  scope.get<{ Params: { id: string } }>('/admin/sends/:id/failures.csv', read, async (request, reply) => {
+  scope.get<{ Params: { id: string } }>('/admin/sends/:id/failures.csv', { preHandler: requirePermission('sends.failures') }, async (request, reply) => {
     const { filter, kind } = failuresQuerySchema.parse(request.query ?? {});
     const sendId = request.params.id;
     if (!(await services.sends.exists(sendId))) return notFound(reply, request, sendId);

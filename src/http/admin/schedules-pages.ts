@@ -7,8 +7,9 @@ import { canonicalTimeZone, parseScheduleSpec, WEEKDAYS } from '../../core/sched
 import { DEFAULT_LIST } from '../../core/subscriber.ts';
 import type { Services } from '../../services.ts';
 import { csrfGuard, requirePermission } from '../auth.ts';
+import { httpErrorText } from '../error-text.ts';
 import { escape } from '../public/page.ts';
-import { actorName, csrfField, formField, notice, problem, selectOptions, timeTag } from './editor-pages.ts';
+import { actorName, csrfField, formField, notice, problem, refusalStatus, selectOptions, timeTag } from './editor-pages.ts';
 import { listNames } from './issues-pages.ts';
 import { sendConsolePage } from './layout.ts';
 
@@ -48,9 +49,12 @@ export function registerSchedulePages(scope: FastifyInstance, services: Services
       request.log.info({ scheduleId: view.id, by: actorName(request) }, 'schedule created from the console');
       return reply.redirect(`/admin/schedules?created=${encodeURIComponent(view.id)}`, 303);
     } catch (error) {
-      // Everything createSchedule refuses is the form's input (an unknown issue included): 400, with the form as typed.
-      if (!(error instanceof UserFacingError)) throw error;
-      return sendSchedulesPage(reply, request, services, { status: 400, before: problem(error.message), values });
+      // The form again as typed, with the status the API gives the same refusal: an unknown issue 404, a draft,
+      // an issue already sent or scheduled, a list without subscribers 409 (SendRefusedError), a bad time,
+      // day or zone 400 (InvalidScheduleError), a broken issue file 422.
+      const status = refusalStatus(error);
+      if (status === undefined) throw error;
+      return sendSchedulesPage(reply, request, services, { status, before: problem(httpErrorText(error as Error)), values });
     }
   });
 

@@ -1,5 +1,6 @@
 import type { FailureRow, SendSummary } from '../../app/dashboard.ts';
 import type { SendAction } from '../../app/send-actions.ts';
+import { can, ROLES } from '../../core/roles.ts';
 import { escape } from '../public/page.ts';
 import { progressChart, renderChartSvg, type ProgressPoint } from './progress-chart.ts';
 import { DOMAIN_COLUMNS, domainRowViews, formatCount, formatShare, formatTime, liveSendView, type LiveField, type LiveSendView } from './send-views.ts';
@@ -144,7 +145,8 @@ export interface SendPageInput {
     readonly bounced: number;
     readonly complained: number;
   }[];
-  readonly failures: { readonly rows: readonly FailureRow[]; readonly total: number; readonly page: number; readonly pageSize: number };
+  /** The failures table's page; undefined when the viewer may not see who failed (sends.failures): the section says who may. */
+  readonly failures: { readonly rows: readonly FailureRow[]; readonly total: number; readonly page: number; readonly pageSize: number } | undefined;
   readonly query: FailuresQuery;
   /** Whether the viewer may pause, resume, cancel and retry (sends.control): the buttons show only then. */
   readonly canControl: boolean;
@@ -225,7 +227,7 @@ export function sendPageBody(input: SendPageInput): string {
     `<figcaption>Recipients accepted, failed and skipped since the send started, in 10-second steps (times in UTC).</figcaption></figure>` +
     `<h2>Recipient domains</h2>${domainsTable}` +
     `</section>` +
-    failuresSection(summary.sendId, input.failures, input.query) +
+    (input.failures ? failuresSection(summary.sendId, input.failures, input.query) : failuresWithheld()) +
     `</div>`
   );
 }
@@ -240,7 +242,20 @@ function failuresHref(sendId: string, query: Partial<FailuresQuery>, path = ''):
   return `${sendHref(sendId)}${path}${search ? `?${search}` : ''}${path ? '' : '#failures'}`;
 }
 
-function failuresSection(sendId: string, failures: SendPageInput['failures'], query: FailuresQuery): string {
+/**
+ * In place of the failures table for a viewer without sends.failures (the editor): the table names
+ * subscribers' addresses. The counts above still say how many failed, bounced or complained.
+ */
+function failuresWithheld(): string {
+  const roles = ROLES.filter((role) => can(role, 'sends.failures')).join(' and ');
+  return (
+    `<section id="failures"><h2>Failures</h2>` +
+    `<p>Failures: visible to the ${escape(roles)} roles. Who failed and why names subscribers' addresses; ` +
+    `the counts above say how many failed, bounced or complained.</p></section>`
+  );
+}
+
+function failuresSection(sendId: string, failures: NonNullable<SendPageInput['failures']>, query: FailuresQuery): string {
   const pages = Math.max(1, Math.ceil(failures.total / failures.pageSize));
   const filtered = query.filter !== '' || query.kind !== '';
   const kindOptions = [`<option value="">any kind</option>`]

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { addUser, createToken, listTokens, listUsers, removeUser, revokeToken } from '../../app/accounts.ts';
+import { emailKey } from '../../core/address.ts';
 import { UserFacingError } from '../../core/errors.ts';
 import { isRole, ROLES, type Role } from '../../core/roles.ts';
 import type { Services } from '../../services.ts';
@@ -53,7 +54,10 @@ export function registerUserPages(scope: FastifyInstance, services: Services): v
       });
     } catch (error) {
       if (!(error instanceof UserFacingError)) throw error;
-      return sendUsersPage(reply, request, services, { status: 400, before: problem(error.message), typed: { email, role } });
+      // With a valid role, the one refusal of an address that has a user (a valid one, then) is the duplicate: 409,
+      // a state that refuses, as the API answers it. Anything else is the input: 400.
+      const status = isRole(role) && (await hasUser(services, email)) ? 409 : 400;
+      return sendUsersPage(reply, request, services, { status, before: problem(error.message), typed: { email, role } });
     }
   });
 
@@ -63,7 +67,9 @@ export function registerUserPages(scope: FastifyInstance, services: Services): v
       await removeUser(services, email);
     } catch (error) {
       if (!(error instanceof UserFacingError)) throw error;
-      return sendUsersPage(reply, request, services, { status: 400, before: problem(error.message) });
+      // No such user: 404. The user is there but may not go (the last admin): 409.
+      const status = (await hasUser(services, email)) ? 409 : 404;
+      return sendUsersPage(reply, request, services, { status, before: problem(error.message) });
     }
     request.log.info({ user: email, by: actorName(request) }, 'console user removed');
     return reply.redirect('/admin/users?done=user-removed', 303);
@@ -101,6 +107,16 @@ export function registerUserPages(scope: FastifyInstance, services: Services): v
     request.log.info({ tokenId: id, by: actorName(request) }, 'API token revoked');
     return reply.redirect('/admin/users?done=token-revoked', 303);
   });
+}
+
+/**
+ * Whether a console user has this address (in any case). accounts.ts refuses a duplicate, an
+ * unknown user and the last admin with the same UserFacingError class, so a refusal's status is
+ * told from the accounts as they stand after it, not from its wording.
+ */
+async function hasUser(services: Services, email: string): Promise<boolean> {
+  const wanted = emailKey(email);
+  return wanted !== '' && (await listUsers(services)).some((user) => emailKey(user.email) === wanted);
 }
 
 /** What was typed into the add forms, shown again when it was refused. */

@@ -366,7 +366,7 @@ const json = (schema: JsonSchema | Reference, example?: unknown): Readonly<Recor
   'application/json': example === undefined ? { schema } : { schema, example },
 });
 const ok = (description: string, schema: JsonSchema | Reference): Response => ({ description, content: json(schema) });
-const error = (name: 'BadRequest' | 'Unauthorized' | 'Forbidden' | 'NotFound' | 'Conflict' | 'BrokenIssue'): Reference => ({
+const error = (name: 'BadRequest' | 'Unauthorized' | 'Forbidden' | 'NotFound' | 'Conflict' | 'BrokenIssue' | 'TooManyTestSends'): Reference => ({
   $ref: `#/components/responses/${name}`,
 });
 /** The errors every guarded route can answer. */
@@ -436,7 +436,7 @@ export const API_DOCUMENT: OpenApiDocument = {
       '`{ "error": "<message>" }`: 400 a malformed request (the message names the field), 401 no or unknown credentials, ' +
       '403 the role lacks the permission (or a session request without a valid CSRF token), 404 no such issue, send, ' +
       'schedule or route, 409 refused in the current state (a double send, a draft, a cancelled or finished send), ' +
-      '422 the issue file or a template is broken. ' +
+      '422 the issue file or a template is broken, 429 too many test sends (TEST_SENDS_PER_HOUR per user or token). ' +
       ROLES_TEXT,
   },
   security: [{ bearerAuth: [] }, { sessionCookie: [] }],
@@ -478,7 +478,7 @@ export const API_DOCUMENT: OpenApiDocument = {
           '400': error('BadRequest'),
           ...AUTH_ERRORS,
           '404': error('NotFound'),
-          '409': error('Conflict'),
+          '422': error('BrokenIssue'),
         },
       },
     },
@@ -486,7 +486,9 @@ export const API_DOCUMENT: OpenApiDocument = {
       post: {
         operationId: 'testSendIssue',
         summary: 'Send the issue to a few addresses, outside the bulk queue',
-        description: `At most ${MAX_TEST_SEND_ADDRESSES} addresses; the subject starts with "[TEST] ". Records no send. Drafts may be test-sent.`,
+        description:
+          `At most ${MAX_TEST_SEND_ADDRESSES} addresses; the subject starts with "[TEST] ". Records no send. Drafts may be test-sent. ` +
+          "Each user or token may make TEST_SENDS_PER_HOUR test sends an hour (20 unless the server sets another number), the console's included; the next answers 429.",
         tags: ['issues'],
         'x-permission': 'issues.preview',
         parameters: [ISSUE_ID],
@@ -497,6 +499,7 @@ export const API_DOCUMENT: OpenApiDocument = {
           ...AUTH_ERRORS,
           '404': error('NotFound'),
           '422': error('BrokenIssue'),
+          '429': error('TooManyTestSends'),
         },
       },
     },
@@ -517,7 +520,8 @@ export const API_DOCUMENT: OpenApiDocument = {
         description:
           'Without `at`: starts the send and answers 201 with it once every recipient is queued. With `at`: creates a one-off schedule and answers 201 with it. ' +
           'Refuses (409) a draft, an issue already sent to the list (unless `resend`), or a list without subscribers. ' +
-          'With `at`, the schedule checks answer 400 (a time in the past, a draft, an issue already sent or scheduled).',
+          'With `at`, the same refusals are 409 (a draft, an issue already sent to the list or already scheduled for it, a list without subscribers), ' +
+          'and a time that is malformed or in the past is 400.',
         tags: ['sends'],
         'x-permission': 'sends.start',
         requestBody: { required: true, content: json(bodySchema(startSendBody), { issue: 'vol-138', list: 'weekly' }) },
@@ -550,7 +554,7 @@ export const API_DOCUMENT: OpenApiDocument = {
         operationId: 'sendFailures',
         summary: "One page of the send's failures table",
         tags: ['sends'],
-        'x-permission': 'sends.read',
+        'x-permission': 'sends.failures',
         parameters: [
           SEND_ID,
           ...FAILURE_QUERY,
@@ -571,7 +575,7 @@ export const API_DOCUMENT: OpenApiDocument = {
         summary: "The send's failures as CSV",
         description: 'Columns subscriber_id, email, kind, source, reason, attempts, at (RFC 4180).',
         tags: ['sends'],
-        'x-permission': 'sends.read',
+        'x-permission': 'sends.failures',
         parameters: [SEND_ID, ...FAILURE_QUERY],
         responses: {
           '200': { description: 'The CSV, as an attachment.', content: { 'text/csv': { schema: { type: 'string' } } } },
@@ -654,6 +658,11 @@ export const API_DOCUMENT: OpenApiDocument = {
       Conflict: {
         description:
           'Refused in the current state: a double send, a draft, an empty list, a cancelled or finished send, a send that is not the latest of its issue and list.',
+        content: json(ref('Error')),
+      },
+      TooManyTestSends: {
+        description: 'This user or token made TEST_SENDS_PER_HOUR test sends within the hour (the console and the API count together).',
+        headers: { 'Retry-After': { description: 'Seconds until the next test send is allowed.', schema: { type: 'integer', minimum: 1 } } },
         content: json(ref('Error')),
       },
     },

@@ -25,6 +25,8 @@ import { DEFAULT_LIST } from '../../core/subscriber.ts';
 import { GMAIL_CLIP_BYTES } from '../../render/compile-issue.ts';
 import type { Services } from '../../services.ts';
 import { csrfGuard, requirePermission } from '../auth.ts';
+import { httpErrorText } from '../error-text.ts';
+import { TestSendLimitError, testSendLimiter } from '../test-send-limit.ts';
 import { API_DOCUMENT, failuresQuery, issueQuery, scheduleBody, sendActionBody, sendsQuery, startSendBody, testSendBody } from './openapi.ts';
 
 /**
@@ -36,6 +38,7 @@ import { API_DOCUMENT, failuresQuery, issueQuery, scheduleBody, sendActionBody, 
  */
 export async function registerApiRoutes(api: FastifyInstance, services: Services): Promise<void> {
   const csrf = csrfGuard(api);
+  const spendTestSend = testSendLimiter(api, services);
 
   api.setErrorHandler(answerRefusal);
   // Behind the same guard as the routes: without credentials an unknown path answers 401, so
@@ -73,6 +76,8 @@ export async function registerApiRoutes(api: FastifyInstance, services: Services
 
   api.post<{ Params: { id: string } }>('/issues/:id/test-send', { preHandler: [requirePermission('issues.preview'), csrf] }, async (request) => {
     const body = parseInput(testSendBody, request.body, 'body');
+    // Counted once the body is readable, before anything goes out (the console's test sends spend the same budget).
+    await spendTestSend(request);
     const result = await testSend(services, { issueId: request.params.id, to: body.to, list: body.list });
     request.log.info({ issueId: request.params.id, who: whoOf(request), accepted: result.accepted.length }, 'test send through the API');
     return result;
@@ -110,13 +115,14 @@ export async function registerApiRoutes(api: FastifyInstance, services: Services
     return { summary, series, domains };
   });
 
-  api.get<{ Params: { id: string } }>('/sends/:id/failures', { preHandler: requirePermission('sends.read') }, async (request) => {
+  // Who failed names subscribers' addresses: sends.failures, which the editor does not hold.
+  api.get<{ Params: { id: string } }>('/sends/:id/failures', { preHandler: requirePermission('sends.failures') }, async (request) => {
     const query = parseInput(failuresQuery, request.query, 'query');
     const { id } = await requireSend(services, request.params.id);
     return sendFailuresPage(services, id, withoutUndefined(query));
   });
 
-  api.get<{ Params: { id: string } }>('/sends/:id/failures.csv', { preHandler: requirePermission('sends.read') }, async (request, reply) => {
+  api.get<{ Params: { id: string } }>('/sends/:id/failures.csv', { preHandler: requirePermission('sends.failures') }, async (request, reply) => {
     const { filter, kind } = parseInput(failuresQuery, request.query, 'query');
     // Checked before the first byte: once the CSV streams, the status can't change any more.
     const send = await requireSend(services, request.params.id);
@@ -178,6 +184,7 @@ class ForbiddenError extends UserFacingError {
  *   that is not the latest of its issue and list (SendControlError).
  * - 422: the issue file or a template is broken: nothing the caller can change in the request
  *   (the same status as the console's pages).
+ * - 429: a test send over TEST_SENDS_PER_HOUR (TestSendLimitError), with Retry-After.
  * - 400: malformed input (BadInputError from zod; InvalidScheduleError; any other UserFacingError,
  *   which the use cases throw for input they refuse, e.g. too many test-send addresses).
  * Order matters: the specific classes first, UserFacingError (their base) last.
@@ -192,6 +199,7 @@ const REFUSAL_STATUS: readonly (readonly [new (...args: never[]) => Error, numbe
   [SendControlError, 409],
   [IssueContentError, 422],
   [TemplateError, 422],
+  [TestSendLimitError, 429],
   [InvalidScheduleError, 400],
   [BadInputError, 400],
   [UserFacingError, 400],
@@ -201,7 +209,16 @@ const REFUSAL_STATUS: readonly (readonly [new (...args: never[]) => Error, numbe
 function answerRefusal(error: FastifyError, _request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const status = REFUSAL_STATUS.find(([errorClass]) => error instanceof errorClass)?.[1];
   if (status === undefined) throw error;
-  return reply.code(status).send({ error: error.message });
+  if (error instanceof TestSendLimitError) reply.header('retry-after', String(error.retryAfterSeconds));
+  return reply.code(status).send({ error: apiWording(httpErrorText(error)) });
+}
+
+/**
+ * A refusal's message in the API's words. The use cases word their hints for the CLI: a double
+ * send, or a cancelled send to mail again, says "--resend"; over the API that is the body's field.
+ */
+function apiWording(message: string): string {
+  return message.replaceAll('--resend', '"resend": true');
 }
 
 /**
@@ -250,7 +267,7 @@ async function listIssues(services: Services): Promise<IssueEntry[]> {
           loadIssue(issuesDir, id).then(
             (issue) => ({ id, title: issue.title, status: issue.status }),
             (error: unknown) => {
-              if (error instanceof UserFacingError) return { id, problem: error.message };
+              if (error instanceof UserFacingError) return { id, problem: httpErrorText(error) };
               throw error;
             },
           ),
