@@ -128,30 +128,57 @@ export async function sendProgressSeries(services: Services, sendId: string): Pr
 
 /** The name the breakdown gives recipients whose domain was not known when they were counted (a subscriber deleted since). */
 const UNKNOWN_DOMAIN = '(unknown)';
+/** The name of the breakdown's last row, which sums the domains past its limit. */
+export const OTHER_DOMAINS = '(other domains)';
+/** Domains the breakdown lists when the caller gives no limit; the rest are summed in one row. */
+const DEFAULT_DOMAIN_LIMIT = 50;
 
-/** Per recipient domain: recipients accepted, failed, skipped, and with a hard bounce or a complaint; the busiest first. */
-export async function sendDomainBreakdown(
-  services: Services,
-  sendId: string,
-): Promise<{ domain: string; accepted: number; failed: number; skipped: number; bounced: number; complained: number }[]> {
+/** One row of a send's per-domain breakdown. */
+export interface DomainRow {
+  readonly domain: string;
+  readonly accepted: number;
+  readonly failed: number;
+  readonly skipped: number;
+  readonly bounced: number;
+  readonly complained: number;
+}
+
+const DOMAIN_COUNTERS = ['accepted', 'failed', 'skipped', 'bounced', 'complained'] as const;
+type DomainCounter = (typeof DOMAIN_COUNTERS)[number];
+const isDomainCounter = (counter: string): counter is DomainCounter => (DOMAIN_COUNTERS as readonly string[]).includes(counter);
+
+/**
+ * Per recipient domain: recipients accepted, failed, skipped, and with a hard bounce or a
+ * complaint; the busiest `limit` domains (default 50) first, then, if there are more, one row
+ * named OTHER_DOMAINS with the sums of the rest: a send to a big list reaches tens of thousands
+ * of domains, and the page and the API answer stay small.
+ */
+export async function sendDomainBreakdown(services: Services, sendId: string, options: { limit?: number } = {}): Promise<DomainRow[]> {
+  const limit = options.limit ?? DEFAULT_DOMAIN_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1) throw new UserFacingError(`The number of domains to list must be a whole number of at least 1, not ${limit}.`);
   const counts = await services.sends.domainCounts(sendId);
-  const domains = new Map<string, { domain: string; accepted: number; failed: number; skipped: number; bounced: number; complained: number }>();
+  const domains = new Map<string, { domain: string } & Record<DomainCounter, number>>();
   for (const { domain, counter, count } of counts) {
-    if (counter !== 'accepted' && counter !== 'failed' && counter !== 'skipped' && counter !== 'bounced' && counter !== 'complained') continue;
+    if (!isDomainCounter(counter)) continue;
     const name = domain === '' ? UNKNOWN_DOMAIN : domain;
     const row = domains.get(name) ?? { domain: name, accepted: 0, failed: 0, skipped: 0, bounced: 0, complained: 0 };
     row[counter] += count;
     domains.set(name, row);
   }
-  const size = (row: { accepted: number; failed: number; skipped: number }) => row.accepted + row.failed + row.skipped;
-  return [...domains.values()]
+  const size = (row: DomainRow) => row.accepted + row.failed + row.skipped;
+  const rows = [...domains.values()]
     .filter((row) => size(row) + row.bounced + row.complained > 0)
     .sort((a, b) => size(b) - size(a) || a.domain.localeCompare(b.domain));
+  if (rows.length <= limit) return rows;
+  const other = { domain: OTHER_DOMAINS, accepted: 0, failed: 0, skipped: 0, bounced: 0, complained: 0 };
+  for (const row of rows.slice(limit)) for (const counter of DOMAIN_COUNTERS) other[counter] += row[counter];
+  return [...rows.slice(0, limit), other];
 }
 
 /**
  * One page of the send's failures table: every recipient who failed, bounced, was blocked or
- * complained (late reports included), by subscriber id. `filter` matches the address, the reason
+ * complained (late reports included), by subscriber id; a soft bounce the recipient got past (they
+ * are accepted now) is no failure and is left out (see recipientProblems). `filter` matches the address, the reason
  * or the subscriber id (case-insensitive); `kind` keeps one kind (hard, soft, block, complaint,
  * unsubscribe, failed). `page` counts from 1; a page past the end is empty.
  */

@@ -8,7 +8,8 @@ import { isFinalSendState } from '../core/send-status.ts';
 import type { Logger } from '../logger.ts';
 import { connectionErrorLogger, watchConnection } from '../store/connection.ts';
 import { CorruptRecordError, parseRecord } from '../store/records.ts';
-import type { SendControlStore } from '../store/send-control.ts';
+import { takeLease } from '../store/lease.ts';
+import type { SendControlStore, SendEvent } from '../store/send-control.ts';
 import type { SendRecord, SendStore } from '../store/send-store.ts';
 
 /**
@@ -282,6 +283,7 @@ export function startEventRelay(deps: EventRelayDeps, options: EventRelayOptions
       logger.error({ err: error, eventId: entryId }, 'send event unreadable; not sent to the webhook');
     }
     await streamConnection.xack(keys.sendEvents, EVENT_WEBHOOK_GROUP, entryId);
+    logger.debug({ eventId: entryId, consumer }, 'send event acknowledged');
   };
 
   /** Takes over the events a relay read but never acknowledged (it died, or queueing failed). */
@@ -343,8 +345,11 @@ export function startEventRelay(deps: EventRelayDeps, options: EventRelayOptions
     }
   };
 
-  /** When this process first saw each announced send over (its own clock): what finishSettleMs counts from. */
-  const overSince = new Map<string, number>();
+  /**
+   * When this process first saw each announced send over (its own clock): what finishSettleMs
+   * counts from; with the finishedAt it saw, so a send over again after a retry round settles anew.
+   */
+  const overSince = new Map<string, { readonly at: number; readonly finishedAt: string | undefined }>();
 
   /** Publishes send.finished for each announced send that is over, once: the set's membership is what is still due. */
   const announceFinished = async () => {
@@ -365,31 +370,33 @@ export function startEventRelay(deps: EventRelayDeps, options: EventRelayOptions
         }
         // A job records the recipient's outcome, then the bounce its SMTP answer was: the last
         // bounces land a moment after the send is over, and the summary should count them.
-        if (!overSince.has(sendId)) overSince.set(sendId, Date.now());
-        if (Date.now() - (overSince.get(sendId) ?? 0) < (options.finishSettleMs ?? 5_000)) continue;
+        const seen = overSince.get(sendId);
+        if (!seen || seen.finishedAt !== record.finishedAt) overSince.set(sendId, { at: Date.now(), finishedAt: record.finishedAt });
+        if (Date.now() - (overSince.get(sendId)?.at ?? 0) < (options.finishSettleMs ?? 5_000)) continue;
         // Every process's watcher sees the same sends: the lock makes one publish, and the
         // membership, checked under it, stops a watcher that read the set before the last SREM.
         // A crash between publish and SREM republishes once the lock lapses (at least once).
-        if ((await redis.set(keys.eventWebhookFinishing(sendId), consumer, 'PX', FINISH_LOCK_MS, 'NX')) !== 'OK') continue;
-        if (!(await redis.sismember(keys.eventWebhookSends, sendId))) continue;
-        await control.publish({
-          type: 'send.finished',
-          sendId,
-          issue: record.issueId,
-          list: record.list,
-          state: record.state,
-          total: String(record.total),
-          accepted: String(record.accepted),
-          failed: String(record.failed),
-          skipped: String(record.skipped),
-          bounced: String(record.bounced),
-          complained: String(record.complained),
-          startedAt: record.createdAt,
-          finishedAt: record.finishedAt ?? new Date().toISOString(),
-          ...(record.stateReason ? { reason: record.stateReason.reason } : {}),
-        });
+        const lock = await takeLease(redis, keys.eventWebhookFinishing(sendId), FINISH_LOCK_MS);
+        if (!lock) continue;
+        if (!(await redis.sismember(keys.eventWebhookSends, sendId))) {
+          await lock.release();
+          continue;
+        }
+        // Read again under the lock: a --retry-failed round may have begun since the read above.
+        const summary = await sends.get(sendId);
+        if (!summary || !settled(summary) || summary.finishedAt !== record.finishedAt) {
+          await lock.release();
+          continue;
+        }
+        await control.publish(finishedEvent(summary));
         await redis.srem(keys.eventWebhookSends, sendId);
         overSince.delete(sendId);
+        // A retry round that began after the read above put the send back (announceFinishAgain)
+        // before the SREM took it out: it is due again, for when that round is over.
+        const after = await sends.get(sendId);
+        if (after && (!settled(after) || after.finishedAt !== summary.finishedAt)) await redis.sadd(keys.eventWebhookSends, sendId);
+        // Released only once it is done: a crash before the SREM leaves the lock to lapse, then republishes.
+        await lock.release();
       } catch (error) {
         logger.warn({ err: error, sendId }, 'checking whether a send finished failed; retrying');
       }
@@ -426,6 +433,39 @@ export function startEventRelay(deps: EventRelayDeps, options: EventRelayOptions
       return stopped;
     },
   };
+}
+
+/** The send.finished event of a send that is over: its summary. */
+function finishedEvent(record: SendRecord): SendEvent {
+  return {
+    type: 'send.finished',
+    sendId: record.id,
+    issue: record.issueId,
+    list: record.list,
+    state: record.state,
+    total: String(record.total),
+    accepted: String(record.accepted),
+    failed: String(record.failed),
+    skipped: String(record.skipped),
+    bounced: String(record.bounced),
+    complained: String(record.complained),
+    startedAt: record.createdAt,
+    finishedAt: record.finishedAt ?? new Date().toISOString(),
+    ...(record.stateReason ? { reason: record.stateReason.reason } : {}),
+  };
+}
+
+/**
+ * A send that was over goes on again (`--retry-failed` requeued recipients): the relays watch it
+ * again, so that when this round is over a new send.finished goes out with the new summary. Call
+ * it before the round's jobs are added. A no-op when EVENT_WEBHOOK_URL is unset (no relay runs).
+ */
+export async function announceFinishAgain(
+  deps: { readonly config: Pick<Config, 'eventWebhook'>; readonly redis: Redis; readonly sends: Pick<SendStore, 'keys'> },
+  sendId: string,
+): Promise<void> {
+  if (!deps.config.eventWebhook) return;
+  await deps.redis.sadd(deps.sends.keys.eventWebhookSends, sendId);
 }
 
 /** Waits `ms`, or less if the signal aborts first. */

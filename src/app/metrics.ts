@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Queue } from 'bullmq';
 import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
@@ -43,9 +44,15 @@ function processMetrics(): Registry {
   return processRegistry;
 }
 
-/** How a process is named in the `process` label: role, host and pid. */
-function processId(role: string, host = hostname(), pid = process.pid): string {
-  return `${role}/${host}/${pid}`;
+/**
+ * Drawn once per process: role, host and pid alone can name two processes alike (containers all
+ * run as pid 1, and may share a hostname), and their reports would overwrite each other.
+ */
+const PROCESS_SUFFIX = randomBytes(3).toString('hex');
+
+/** How a process is named in the `process` label: role, host, pid, and a random suffix of its own. */
+export function processId(role: string): string {
+  return `${role}/${hostname()}/${process.pid}/${PROCESS_SUFFIX}`;
 }
 
 /** What the server renders of itself, read fresh; a report it also writes to Redis is left out. */
@@ -258,16 +265,26 @@ function isRecent(summary: SendSummary, nowMs: number): boolean {
   return Number.isNaN(endedAt) || nowMs - endedAt <= FINISHED_SEND_KEPT_MS;
 }
 
+/** What a job's data may say about its wait: when it was last put off until (store/send-queue.ts `putOffUntil`). */
+const putOffSchema = z.looseObject({ putOffUntil: z.number().optional() });
+
 /**
  * A queue's job counts, and how long its oldest waiting job has waited. BullMQ pushes new jobs
  * at the head of the wait list and workers take from its tail, so the oldest is the first in
- * ascending order (getWaiting(0, 0)). It has waited since it was added, or since its delay ran
- * out, or since its last attempt (a job put off or retried comes back to the list later).
+ * ascending order (getWaiting(0, 0)). It has waited since the latest of: when it was added, when
+ * its delay ran out, when a worker last took it (a job retried or stalled comes back to the list
+ * later), and when it was last put off until (pacing, a paused send). BullMQ keeps no trace of the
+ * last (its `delay` is 0 again once the job waits), so the worker writes it in the job's data:
+ * without it, a job put off for an hour would count that hour as waiting. A job that resume
+ * brought forward before that time counts as not waiting yet until then (at most the paused
+ * send's recheck, 5 minutes).
  */
 async function queueReading(queue: Queue): Promise<{ name: string; counts: Record<string, number>; oldestWaitingSeconds: number }> {
   const [counts, [oldest]] = await Promise.all([queue.getJobCounts(), queue.getWaiting(0, 0)]);
-  const since = oldest ? Math.max(oldest.timestamp + (oldest.opts.delay ?? 0), oldest.processedOn ?? 0) : undefined;
-  return { name: queue.name, counts, oldestWaitingSeconds: since === undefined ? 0 : Math.max(0, (Date.now() - since) / 1000) };
+  if (!oldest) return { name: queue.name, counts, oldestWaitingSeconds: 0 };
+  const putOff = putOffSchema.safeParse(oldest.data);
+  const since = Math.max(oldest.timestamp + (oldest.opts.delay ?? 0), oldest.processedOn ?? 0, (putOff.success ? putOff.data.putOffUntil : undefined) ?? 0);
+  return { name: queue.name, counts, oldestWaitingSeconds: Math.max(0, (Date.now() - since) / 1000) };
 }
 
 /**

@@ -257,10 +257,10 @@ async function runOccurrence(
   if (!resumed && !(await store.save({ ...record, attempt }, dueMs, claim, 'keep'))) return undefined;
 
   try {
-    // Loaded when a send is due, not with the scheduler: a worker process runs the scheduler too,
-    // and would otherwise carry the compiler and MJML (~35 MB) it never uses for its own work.
+    // Loaded when a send is due, not with the scheduler: most ticks find nothing due, and the
+    // compiler and MJML (~35 MB) need not sit in the server's memory for them.
     const { startSend } = await import('./start-send.ts');
-    const started = await startSend(services, { issueId, list: spec.list, resend: false });
+    const started = await startSend(services, { issueId, list: spec.list, resend: false, requestedBy: `schedule:${record.id}` });
     return await finish({ ...base, outcome: 'sent', issue: issueId, sendId: started.sendId });
   } catch (error) {
     if (!(error instanceof UserFacingError)) throw error;

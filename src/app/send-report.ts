@@ -59,8 +59,9 @@ export interface RecipientProblem {
 
 /**
  * Every recipient of the latest send of an issue who failed, bounced, was blocked or complained,
- * with the diagnostic and where it came from (`newsletter status <issue> --failures`). Reads only
- * the send's failure and report records, never all its recipients.
+ * with the diagnostic and where it came from (`newsletter status <issue> --failures`); a soft
+ * bounce followed by acceptance is left out. Reads only the send's failure and report records,
+ * never all its recipients.
  */
 export async function sendProblems(
   services: SendDeps & { readonly events: EventStore },
@@ -99,5 +100,14 @@ export async function recipientProblems(
       event: event ? { id: event.id, kind: event.kind, source: event.source, diagnostic: event.diagnostic, at: event.at } : undefined,
     };
   });
-  return problems;
+  return problems.filter((problem) => !overcome(problem));
+}
+
+/**
+ * A soft bounce the recipient got past: they are accepted now (a --retry-failed round, or a
+ * later attempt, got the message through) and nothing else went wrong. Not a problem any more. A
+ * hard bounce, block, complaint or unsubscribe reported after acceptance still is one.
+ */
+function overcome(problem: RecipientProblem): boolean {
+  return problem.state === 'accepted' && problem.failure === undefined && problem.event?.kind === 'soft';
 }

@@ -1,12 +1,14 @@
 import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { Config } from '../../config/index.ts';
 import { loadIssue } from '../content/load-issue.ts';
 import { SendRefusedError } from './send-refused.ts';
 import { compileContextFor, compileIssue } from '../render/compile-issue.ts';
 import type { SubscriberStore } from '../store/subscriber-store.ts';
-import { fanOut } from './fan-out.ts';
+import { FAN_OUT_LEASE_MS, fanOut, fanOutHolderName, takeFanOutLease } from './fan-out.ts';
 import { retryJobId, type SendJobData } from '../store/send-queue.ts';
 import { queueDeliveries, repairOrphans } from './send-jobs.ts';
+import { announceFinishAgain } from './event-webhooks.ts';
 import type { SendStore } from '../store/send-store.ts';
 import type { SendControlStore } from '../store/send-control.ts';
 
@@ -26,6 +28,11 @@ export interface StartSendRequest {
   readonly list: string;
   /** Send again although this issue already went to this list. */
   readonly resend: boolean;
+  /**
+   * Who asks (an account's email, a schedule), when known: a second `send` refused while this one
+   * is being queued is told by whom.
+   */
+  readonly requestedBy?: string;
 }
 
 /** The send that is now queued. */
@@ -39,6 +46,9 @@ export interface StartSendResult {
 /**
  * The editor's "send": checks the issue may go out, records the send with its compiled issue, and
  * fans out one job per active subscriber. Returns once everything is queued; workers do the rest.
+ * A send whose fan-out was interrupted is resumed, but never while another run still queues it
+ * (its fan-out lease is held): that `send` is refused, and only the run that queues a send
+ * announces it (send.started).
  */
 export async function startSend(deps: SendDeps & { readonly control: Pick<SendControlStore, 'publish'> }, request: StartSendRequest): Promise<StartSendResult> {
   const { config, sends, subscribers, queue } = deps;
@@ -57,22 +67,47 @@ export async function startSend(deps: SendDeps & { readonly control: Pick<SendCo
   const existing = existingId ? await sends.get(existingId) : undefined;
   // Fan-out not done, paused or not (a breaker may pause a send while it is queued); a cancelled send stays cancelled.
   if (existing && !existing.fanOutDone && existing.state !== 'cancelled') {
-    // A crash or Ctrl-C during fan-out: finish queueing that send with its stored compiled issue.
+    // A crash or Ctrl-C during fan-out: finish queueing that send with its stored compiled issue,
+    // unless its fan-out is running right now. Taking the lease first (SET NX) makes that one check:
+    // of two `send`s at once, one resumes and the other is refused.
+    const lease = await takeFanOutLease(sends, existing.id, request.requestedBy);
+    if (!lease) throw await beingQueued(sends, existing.id, issue.id, request.list);
+    // Read again under the lease: the cursor where the last run stopped, and whether it finished meanwhile.
+    const current = await sends.get(existing.id);
+    if (!current || current.fanOutDone || current.state === 'cancelled') {
+      await lease.release();
+      throw new SendRefusedError(
+        `Send ${existing.id} of issue "${issue.id}" to list "${request.list}" was fully queued by another run just now (${current?.state ?? 'gone'}); it is not queued twice. Follow it with: newsletter status ${issue.id} --list ${request.list}`,
+      );
+    }
     await sends.markIssueSent(issue.id);
-    await fanOut({ ...fanOutOptions, sendId: existing.id, startAfter: existing.fanOutCursor });
+    await fanOut({ ...fanOutOptions, sendId: current.id, startAfter: current.fanOutCursor, lease });
     // The interrupted run died before it could announce the send.
-    await announceStarted(deps, existing.id);
-    return { sendId: existing.id, resumed: true, warnings: [] };
+    await announceStarted(deps, current.id);
+    return { sendId: current.id, resumed: true, warnings: [] };
   }
   if (existing && !request.resend) throw alreadySent(existing.id, existing.state, issue.id, request.list);
 
   const compiled = await compileIssue(issue, compileContextFor(config, request.list));
-  const { created, sendId } = await sends.create(compiled, request.resend);
+  // The new send is created with its fan-out lease held: no other `send` can take it for an interrupted one.
+  const { created, sendId, lease } = await sends.create(compiled, request.resend, { ms: FAN_OUT_LEASE_MS, holder: fanOutHolderName(request.requestedBy) });
   if (!created) throw alreadySent(sendId, 'just started by someone else', issue.id, request.list);
   await sends.markIssueSent(issue.id);
-  await fanOut({ ...fanOutOptions, sendId, startAfter: 0 });
+  await fanOut({ ...fanOutOptions, sendId, startAfter: 0, ...(lease ? { lease } : {}) });
   await announceStarted(deps, sendId);
   return { sendId, resumed: false, warnings: compiled.warnings };
+}
+
+/** The refusal of a `send` while another run queues the same send: by whom and since when, if its lease says, and how to follow it. */
+async function beingQueued(sends: SendStore, sendId: string, issueId: string, list: string): Promise<SendRefusedError> {
+  const holder = await sends.fanOutHolder(sendId);
+  const by = holder?.holder ? ` by ${holder.holder}` : '';
+  const since = holder?.since ? ` since ${holder.since}` : '';
+  return new SendRefusedError(
+    `Send ${sendId} of issue "${issueId}" to list "${list}" is being queued right now${by}${since}; it is not started twice. ` +
+      `Follow it with: newsletter status ${issueId} --list ${list} (or its page in the console). ` +
+      `If that run died, its lease runs out within ${FAN_OUT_LEASE_MS / 1000} seconds and sending again resumes it.`,
+  );
 }
 
 /**
@@ -105,7 +140,10 @@ export interface RetryFailedResult {
  * stay failed, and accepted recipients are never mailed again. Recipients still queued whose job
  * will not run (a stuck send: see sendStatusReport) get a job again.
  */
-export async function retryFailedRecipients(deps: SendDeps, request: { readonly issueId: string; readonly list: string }): Promise<RetryFailedResult> {
+export async function retryFailedRecipients(
+  deps: SendDeps & { readonly redis: Redis },
+  request: { readonly issueId: string; readonly list: string },
+): Promise<RetryFailedResult> {
   const { sends, config } = deps;
   const sendId = await sends.latestId(request.issueId, request.list);
   if (!sendId) throw new SendRefusedError(`Issue "${request.issueId}" has not been sent to list "${request.list}"; there is nothing to retry.`);
@@ -135,7 +173,13 @@ export async function retryFailedRecipients(deps: SendDeps, request: { readonly 
     const pageSize = Math.min(config.send.fanOutChunkSize, 500);
     // Every recipient requeued by this run, once: a scan may return an id twice.
     const requeued = new Set<string>();
+    let watchedAgain = false;
     const giveJobs = async (subscriberIds: readonly string[], round: number) => {
+      // The send was over, and its send.finished may have gone out: when this round is over, another does.
+      if (subscriberIds.length > 0 && !watchedAgain) {
+        await announceFinishAgain(deps, sendId);
+        watchedAgain = true;
+      }
       await queueDeliveries(deps, sendId, subscriberIds, (subscriberId) => retryJobId(sendId, subscriberId, round));
       await sends.requeueDone(sendId, subscriberIds);
       for (const subscriberId of subscriberIds) requeued.add(subscriberId);

@@ -166,10 +166,15 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       throw failure.permanent ? new PermanentDeliveryError(cause) : new Error(cause);
     };
 
-    /** Puts the job off until later: no attempt is spent (BullMQ's DelayedError). */
+    /**
+     * Puts the job off until later: no attempt is spent (BullMQ's DelayedError). The time it is
+     * due back goes into its data first: the queue metric measures its wait from then, not from
+     * when it was last taken.
+     */
     const putOff = async (ms: number, data?: Partial<SendJobData>): Promise<never> => {
-      if (data) await job.updateData({ ...job.data, ...data });
-      await job.moveToDelayed(Date.now() + ms, token);
+      const until = Date.now() + ms;
+      await job.updateData({ ...job.data, ...data, putOffUntil: until });
+      await job.moveToDelayed(until, token);
       throw new DelayedError();
     };
     /**
@@ -180,7 +185,9 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
     const putOffWhilePaused = async (domain: string): Promise<never> => {
       // Recorded as parked first, so resume (and cancel) bring exactly these jobs forward.
       await deps.control.park(sendId, job.id ?? '');
-      await job.moveToDelayed(Date.now() + PAUSED_RECHECK_MS, token);
+      const until = Date.now() + PAUSED_RECHECK_MS;
+      await job.updateData({ ...job.data, putOffUntil: until });
+      await job.moveToDelayed(until, token);
       const now = await deps.control.gate(sendId, { fresh: true });
       if (now.control !== 'paused' && !now.heldDomains.has(domain)) await job.promote().catch(() => undefined);
       throw new DelayedError();

@@ -30,8 +30,8 @@ const outcome = <T extends string>(...outcomes: [T, ...T[]]) => z.tuple([z.enum(
 export const SCRIPTS = {
   createSend: {
     file: 'create-send.lua',
-    keys: ['listSends', 'issueSends', 'send', 'artifact'],
-    argv: ['expectedCount', 'sendId', 'issueId', 'list', 'resend', 'now', 'artifact', 'contentHash'],
+    keys: ['listSends', 'issueSends', 'send', 'artifact', 'fanOutLease'],
+    argv: ['expectedCount', 'sendId', 'issueId', 'list', 'resend', 'now', 'artifact', 'contentHash', 'leaseToken', 'leaseMs'],
     reply: outcome('created', 'exists', 'retry'),
   },
   markRecipient: {

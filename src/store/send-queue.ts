@@ -17,6 +17,12 @@ export interface SendJobData {
   readonly paceSlot?: number;
   /** A claim on the recipient whose worker seemed dead at the first look; taken over if it still is at the next. */
   readonly suspectClaim?: string;
+  /**
+   * When the job was last put off until (ms since the epoch): it went back to the wait list then
+   * (or sooner, if resume promoted it). BullMQ keeps no trace of it once the job waits again, and
+   * the queue metric measures a job's wait from it (app/metrics.ts).
+   */
+  readonly putOffUntil?: number;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { compiledIssueSchema, type CompiledIssue } from '../core/compiled-issue.ts';
 import {
@@ -8,7 +9,7 @@ import {
   type SendStatus,
   type StateReason,
 } from '../core/send-status.ts';
-import { takeLease, type Lease } from './lease.ts';
+import { heldLease, takeLease, type Lease } from './lease.ts';
 import { parseJson, parseRecord, subscriberJobPairs } from './records.ts';
 import { PROGRESS_BUCKET_MS, progressBucket, recipientDomains } from './recipient-domains.ts';
 import { runScript } from './scripts.ts';
@@ -91,6 +92,16 @@ const recipientFailureSchema = z.object({
 const RECIPIENT_STATES = ['queued', 'accepted', 'failed', 'skipped'] as const satisfies readonly RecipientState[];
 const recipientStateSchema = z.enum(RECIPIENT_STATES).optional();
 
+/**
+ * What a fan-out lease holds: unique to its holder (the id), and saying who holds it since when,
+ * so that a `send` refused while another queues the send can say by whom.
+ */
+const fanOutLeaseSchema = z.object({ id: z.string(), holder: z.string(), since: z.string() });
+
+function fanOutLeaseToken(holder: string): string {
+  return JSON.stringify({ id: randomUUID(), holder, since: new Date().toISOString() } satisfies z.infer<typeof fanOutLeaseSchema>);
+}
+
 /** How often create() proposes a new send id when another send of the same issue raced it. */
 const MAX_CREATE_RACES = 10;
 
@@ -101,15 +112,27 @@ export class SendStore extends RedisStore {
    * stores the compiled issue with it, in one script, so two editors pressing "send" at once get
    * one send. Send ids read "<issue>.<list>.<n>": no ':' (BullMQ job ids), unique, and legible.
    */
-  async create(compiled: CompiledIssue, resend: boolean): Promise<{ created: boolean; sendId: string }> {
+  async create(
+    compiled: CompiledIssue,
+    resend: boolean,
+    /** Takes the new send's fan-out lease in the same script call, for `ms`, naming `holder` (see takeFanOutLease). */
+    fanOutLease?: { readonly ms: number; readonly holder: string },
+  ): Promise<{ created: boolean; sendId: string; lease?: Lease }> {
     const listSends = this.keys.listSends(compiled.issueId, compiled.listName);
+    const leaseToken = fanOutLease ? fanOutLeaseToken(fanOutLease.holder) : '';
     for (let round = 0; round < MAX_CREATE_RACES; round += 1) {
       const existing = await this.redis.llen(listSends);
       const sendId = `${compiled.issueId}.${compiled.listName}.${existing + 1}`;
       const [outcome, id] = await runScript(
         this.redis,
         'createSend',
-        { listSends, issueSends: this.keys.issueSends(compiled.issueId), send: this.keys.send(sendId), artifact: this.keys.sendArtifact(sendId) },
+        {
+          listSends,
+          issueSends: this.keys.issueSends(compiled.issueId),
+          send: this.keys.send(sendId),
+          artifact: this.keys.sendArtifact(sendId),
+          fanOutLease: this.keys.sendFanOutLease(sendId),
+        },
         {
           expectedCount: existing,
           sendId,
@@ -119,9 +142,13 @@ export class SendStore extends RedisStore {
           now: new Date().toISOString(),
           artifact: JSON.stringify(compiled),
           contentHash: compiled.contentHash,
+          leaseToken,
+          leaseMs: fanOutLease?.ms ?? 0,
         },
       );
-      if (outcome !== 'retry') return { created: outcome === 'created', sendId: id };
+      if (outcome === 'retry') continue;
+      if (outcome !== 'created' || !fanOutLease) return { created: outcome === 'created', sendId: id };
+      return { created: true, sendId: id, lease: heldLease(this.redis, this.keys.sendFanOutLease(id), fanOutLease.ms, leaseToken) };
     }
     throw new Error(`could not create a send of ${compiled.issueId}: other sends kept being created at the same time`);
   }
@@ -416,9 +443,13 @@ export class SendStore extends RedisStore {
     return (await this.redis.hget(this.keys.sendQueuedJobs(sendId), subscriberId)) ?? undefined;
   }
 
-  /** Marks a fan-out as running for `ms`; renewed every chunk, so a fan-out that died shows. */
-  async holdFanOutLease(sendId: string, ms: number): Promise<void> {
-    await this.redis.set(this.keys.sendFanOutLease(sendId), '1', 'PX', ms);
+  /**
+   * Takes the send's fan-out lease for `ms` (renew it every chunk, so a fan-out that died shows),
+   * or undefined when another fan-out of the send holds it: only one process queues a send at a
+   * time. `holder` says who, for whoever finds the lease taken (fanOutHolder).
+   */
+  async takeFanOutLease(sendId: string, ms: number, holder: string): Promise<Lease | undefined> {
+    return takeLease(this.redis, this.keys.sendFanOutLease(sendId), ms, fanOutLeaseToken(holder));
   }
 
   /** Whether a fan-out of this send is running (its lease is held). */
@@ -426,6 +457,18 @@ export class SendStore extends RedisStore {
     return (await this.redis.exists(this.keys.sendFanOutLease(sendId))) === 1;
   }
 
+  /**
+   * Who holds the send's fan-out lease and since when; undefined when nobody does. A lease of an
+   * older version (it held '1') names nobody: `holder` and `since` are then undefined.
+   */
+  async fanOutHolder(sendId: string): Promise<{ holder: string | undefined; since: string | undefined } | undefined> {
+    const token = await this.redis.get(this.keys.sendFanOutLease(sendId));
+    if (token === null) return undefined;
+    const named = fanOutLeaseSchema.safeParse(parseJson(token));
+    return named.success ? { holder: named.data.holder, since: named.data.since } : { holder: undefined, since: undefined };
+  }
+
+  /** Ends the fan-out lease whoever holds it: for a lease known to be dead (tests, repairs), never to stop a live fan-out. */
   async releaseFanOutLease(sendId: string): Promise<void> {
     await this.redis.del(this.keys.sendFanOutLease(sendId));
   }
@@ -491,10 +534,20 @@ export class SendStore extends RedisStore {
     return sums;
   }
 
-  /** The send's per-domain counters (keys.ts `sendDomains`): domain ('' unknown), counter, count. */
+  /**
+   * The send's per-domain counters (keys.ts `sendDomains`): domain ('' unknown), counter, count.
+   * Read a page at a time (HSCAN), so a send to tens of thousands of domains never holds Redis
+   * for one long read; a field HSCAN returns twice is counted once.
+   */
   async domainCounts(sendId: string): Promise<{ domain: string; counter: string; count: number }[]> {
-    const hash = await this.redis.hgetall(this.keys.sendDomains(sendId));
-    return Object.entries(hash).map(([field, value]) => {
+    const hash = new Map<string, string>();
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.redis.hscan(this.keys.sendDomains(sendId), cursor, 'COUNT', 1000);
+      cursor = next;
+      for (let index = 0; index + 1 < flat.length; index += 2) hash.set(flat[index]!, flat[index + 1]!);
+    } while (cursor !== '0');
+    return [...hash].map(([field, value]) => {
       const separator = field.lastIndexOf('|');
       return {
         domain: field.slice(0, separator),

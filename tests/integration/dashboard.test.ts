@@ -2,6 +2,7 @@ import { parse } from 'csv-parse/sync';
 import { describe, expect, it } from 'vitest';
 import {
   listSendSummaries,
+  OTHER_DOMAINS,
   sendDomainBreakdown,
   sendFailuresCsv,
   sendFailuresPage,
@@ -272,6 +273,39 @@ describe('the sends dashboard', () => {
       { domain: 'mail.example.net', accepted: 4, failed: 0, skipped: 0, bounced: 0, complained: 0 },
     ]);
     expect((await sendProgressSeries(services, weekly.sendId)).at(-1)).toMatchObject({ accepted: 12, failed: 0, skipped: 0 });
-    expect(await sendFailuresPage(services, weekly.sendId, { kind: 'failed' })).toMatchObject({ total: 0 });
+    // Their soft bounces were overcome: the retry got every one of them through, so the failures table is empty.
+    expect(await sendFailuresPage(services, weekly.sendId, {})).toMatchObject({ total: 0, rows: [] });
+    expect(await csvOf(services, weekly.sendId)).toHaveLength(1);
+  });
+
+  it('lists the busiest 50 domains of a send and sums the rest in one row', async () => {
+    const harness = await createHarness('dashboard-domains');
+    const { services } = harness;
+    // 60 domains: d1.example has 60 recipients, d2.example 59, … d60.example 1 (1,830 in all).
+    const domainCount = 60;
+    const inputs = Array.from({ length: domainCount }, (_, index) => index + 1).flatMap((domain) =>
+      Array.from({ length: domainCount + 1 - domain }, (_, n) => ({ email: `reader${n + 1}@d${domain}.example`, name: `Reader ${n + 1}`, list: 'weekly' })),
+    );
+    await services.subscribers.upsertMany(inputs);
+    // Cancelled before any worker runs: every recipient is counted skipped under their domain, at once.
+    const { sendId } = await harness.send('vol-138');
+    expect((await cancelSend(services, { issueId: 'vol-138', list: 'weekly', who: 'test:ops', reason: 'domains only' })).skipped).toBe(inputs.length);
+
+    const rows = await sendDomainBreakdown(services, sendId);
+    expect(rows).toHaveLength(51);
+    expect(rows.slice(0, 50).map((row) => row.domain)).toEqual(Array.from({ length: 50 }, (_, index) => `d${index + 1}.example`));
+    expect(rows[0]).toEqual({ domain: 'd1.example', accepted: 0, failed: 0, skipped: 60, bounced: 0, complained: 0 });
+    // The rest: d51.example (10 recipients) … d60.example (1), 55 recipients.
+    expect(rows[50]).toEqual({ domain: OTHER_DOMAINS, accepted: 0, failed: 0, skipped: 55, bounced: 0, complained: 0 });
+    expect(rows.reduce((sum, row) => sum + row.skipped, 0)).toBe(inputs.length);
+
+    expect(await sendDomainBreakdown(services, sendId, { limit: 2 })).toEqual([
+      { domain: 'd1.example', accepted: 0, failed: 0, skipped: 60, bounced: 0, complained: 0 },
+      { domain: 'd2.example', accepted: 0, failed: 0, skipped: 59, bounced: 0, complained: 0 },
+      { domain: OTHER_DOMAINS, accepted: 0, failed: 0, skipped: inputs.length - 60 - 59, bounced: 0, complained: 0 },
+    ]);
+    // No row of others when every domain fits.
+    expect((await sendDomainBreakdown(services, sendId, { limit: domainCount })).map((row) => row.domain)).not.toContain(OTHER_DOMAINS);
+    await expect(sendDomainBreakdown(services, sendId, { limit: 0 })).rejects.toThrow(UserFacingError);
   });
 });

@@ -4,7 +4,9 @@ import type { AddressInfo } from 'node:net';
 import { Queue } from 'bullmq';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { EVENT_WEBHOOK_GROUP, EVENT_WEBHOOK_QUEUE_NAME, startEventRelay, type WebhookPayload } from '../../src/app/event-webhooks.ts';
+import { pino } from 'pino';
 import { cancelSend, pauseSend, resumeSend } from '../../src/app/send-control.ts';
+import { retryFailedRecipients } from '../../src/app/start-send.ts';
 import { openServices, type Services } from '../../src/services.ts';
 import { waitFor } from '../support/faults.ts';
 import { createHarness, seedSubscribers, type Harness } from '../support/harness.ts';
@@ -74,6 +76,19 @@ function webhookQueue(services: Services): Queue<WebhookPayload> {
 function fieldsOf(flat: unknown): Record<string, unknown> {
   const list = flat as unknown[];
   return Object.fromEntries(list.flatMap((field, index) => (index % 2 === 0 ? [[String(field), list[index + 1]]] : [])));
+}
+
+/** The consumers of the relays' group (one per relay that has read), with what each has pending. */
+async function relayConsumers(services: Services): Promise<Record<string, unknown>[]> {
+  const consumers = (await services.redis.xinfo('CONSUMERS', services.control.keys.sendEvents, EVENT_WEBHOOK_GROUP).catch(() => [])) as unknown[];
+  return consumers.map(fieldsOf);
+}
+
+/** Whether the relays have read and acknowledged every event on the stream so far. */
+async function streamRead(services: Services): Promise<boolean> {
+  const keys = services.control.keys;
+  const [group, [last]] = await Promise.all([relayGroup(services), services.redis.xrevrange(keys.sendEvents, '+', '-', 'COUNT', 1)]);
+  return group !== undefined && group['last-delivered-id'] === last?.[0] && group.pending === 0;
 }
 
 /** The relays' consumer group on the send event stream, once a relay has set it up. */
@@ -295,20 +310,32 @@ describe('outgoing webhooks', () => {
     });
   });
 
-  it('delivers each event once with two relays running (two processes)', async () => {
+  it('delivers each event once with two relays running (two processes), each taking some', async () => {
     const receiver = await startReceiver();
-    const harness = await relayHarness('hooks-two', receiver.url);
+    const harness = await createHarness('hooks-two', { config: { EVENT_WEBHOOK_URL: receiver.url, EVENT_WEBHOOK_SECRET: SECRET } });
     const other = await openServices(harness.config);
     onTestFinished(() => other.close());
-    const otherRelay = startEventRelay(other, { backoffMs: 20, finishCheckMs: 100, finishSettleMs: 500 });
-    onTestFinished(() => otherRelay.stop());
+    // Each relay logs the events it acknowledges: what tells which relay took which event.
+    const relays = ['this', 'other'].map((name, index) => {
+      const taken: string[] = [];
+      const logger = pino({ level: 'debug' }, { write: (line: string) => void (JSON.parse(line).msg === 'send event acknowledged' && taken.push(name)) });
+      const relay = startEventRelay({ ...(index === 0 ? harness.services : other), logger }, { backoffMs: 20, finishCheckMs: 100, finishSettleMs: 500 });
+      onTestFinished(() => relay.stop());
+      return { taken };
+    });
+    await waitFor(() => relayGroup(harness.services), 5_000, 'the relays to set up their consumer group');
     await seedSubscribers(harness.services, 30);
     const { sendId } = await harness.send('vol-138');
-    const pauses = 5;
-    for (let round = 0; round < pauses; round += 1) {
-      await pauseSend(harness.services, { issueId: 'vol-138', who: `test:ops-${round}` });
-      await resumeSend(harness.services, { issueId: 'vol-138', who: `test:ops-${round}` });
+    // Pauses and resumes until both relays have taken events (Redis hands each new entry to the
+    // reader that has waited longest, so a round or two does it), each round's events read before the next.
+    let pauses = 0;
+    while (pauses < 20 && relays.some((relay) => relay.taken.length === 0)) {
+      await pauseSend(harness.services, { issueId: 'vol-138', who: `test:ops-${pauses}` });
+      await resumeSend(harness.services, { issueId: 'vol-138', who: `test:ops-${pauses}` });
+      pauses += 1;
+      await waitFor(() => streamRead(harness.services), 5_000, 'the relays to read the events so far');
     }
+    expect(relays.map((relay) => relay.taken.length > 0)).toEqual([true, true]);
     await harness.startWorker();
     await harness.waitForSend(sendId);
     await waitFor(() => receiver.delivered().some((payload) => payload.type === 'send.finished'), 10_000, 'send.finished at the receiver');
@@ -326,9 +353,44 @@ describe('outgoing webhooks', () => {
       .filter((payload) => payload.type === 'send.paused')
       .map((payload) => payload.data.who);
     expect(new Set(whoPaused)).toEqual(new Set(Array.from({ length: pauses }, (_, round) => `test:ops-${round}`)));
-    // Both relays took events: Redis hands each new entry to the reader that has waited longest.
-    const consumers = (await harness.services.redis.xinfo('CONSUMERS', harness.services.control.keys.sendEvents, EVENT_WEBHOOK_GROUP)) as unknown[];
-    expect(consumers.map(fieldsOf).map((consumer) => consumer.pending)).toEqual([0, 0]);
+    // Every event on the stream (resumes included, which don't go out) was taken by exactly one relay.
+    const events = await harness.services.redis.xlen(harness.services.control.keys.sendEvents);
+    expect(relays.reduce((sum, relay) => sum + relay.taken.length, 0)).toBe(events);
+    expect((await relayConsumers(harness.services)).map((consumer) => consumer.pending)).toEqual([0, 0]);
+  });
+
+  it('POST send.finished again when a --retry-failed round ends', async () => {
+    let mailboxBusy = true;
+    const receiver = await startReceiver();
+    const harness = await relayHarness('hooks-retry-round', receiver.url, {
+      config: { SEND_MAX_ATTEMPTS: '1', SEND_BACKOFF_MS: '10' },
+      rejectRecipient: (address) => (mailboxBusy && /^reader(2|5)@/.test(address) ? { responseCode: 451, message: '4.2.1 Mailbox busy' } : undefined),
+    });
+    const queue = webhookQueue(harness.services);
+    await seedSubscribers(harness.services, 6);
+    const { sendId } = await harness.send('vol-138');
+    await harness.startWorker();
+    expect(await harness.waitForSend(sendId)).toMatchObject({ state: 'sent-with-failures', accepted: 4, failed: 2 });
+    await waitFor(() => receiver.delivered().some((payload) => payload.type === 'send.finished'), 10_000, 'the first send.finished at the receiver');
+    await waitForRelayIdle(harness.services, queue);
+
+    // The mailboxes are free again; ops retry the two that failed on a temporary error.
+    mailboxBusy = false;
+    expect(await retryFailedRecipients(harness.services, { issueId: 'vol-138', list: 'weekly' })).toMatchObject({ sendId, requeued: 2 });
+    const retried = await harness.waitForSend(sendId);
+    expect(retried).toMatchObject({ state: 'sent', accepted: 6, failed: 0 });
+    await waitFor(
+      () => receiver.delivered().filter((payload) => payload.type === 'send.finished').length === 2,
+      10_000,
+      'the second send.finished at the receiver',
+    );
+    await waitForRelayIdle(harness.services, queue);
+
+    expect(receiver.delivered().map((payload) => payload.type)).toEqual(['send.started', 'send.finished', 'send.finished']);
+    const [first, second] = receiver.delivered().filter((payload) => payload.type === 'send.finished');
+    expect(first?.data).toMatchObject({ sendId, state: 'sent-with-failures', accepted: 4, failed: 2 });
+    expect(second?.data).toMatchObject({ sendId, state: 'sent', total: 6, accepted: 6, failed: 0, finishedAt: retried.finishedAt });
+    expect(second?.id).not.toBe(first?.id);
   });
 
   it('takes over an event that a relay read and died before acknowledging', async () => {

@@ -4,10 +4,12 @@ import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { PROJECT_ROOT } from '../../config/index.ts';
-import { renderMetrics, startMetricsReporter } from '../../src/app/metrics.ts';
+import { processId, renderMetrics, startMetricsReporter } from '../../src/app/metrics.ts';
 import { openServices, type Services } from '../../src/services.ts';
 import { MetricsStore } from '../../src/store/metrics-store.ts';
-import { SEND_QUEUE_NAME } from '../../src/store/send-queue.ts';
+import { pauseSend } from '../../src/app/send-control.ts';
+import { PAUSED_RECHECK_MS } from '../../src/delivery/deliver-job.ts';
+import { SEND_QUEUE_NAME, sendJobId } from '../../src/store/send-queue.ts';
 import { REPORT_QUEUE_NAME } from '../../src/store/report-inbox.ts';
 import { waitFor } from '../support/faults.ts';
 import { createHarness, seedSubscribers } from '../support/harness.ts';
@@ -116,6 +118,13 @@ function parsePrometheusText(text: string): Scrape {
   return { types, samples };
 }
 
+/** Allocates and drops tens of megabytes of small objects: more than the young generation holds, so it is collected. */
+function makeGarbage(): number {
+  const junk: { round: number }[] = [];
+  for (let round = 0; round < 1_000_000; round += 1) junk.push({ round });
+  return junk.length;
+}
+
 async function scrape(services: Services): Promise<Scrape> {
   const { contentType, body } = await renderMetrics(services);
   expect(contentType).toBe('text/plain; version=0.0.4; charset=utf-8');
@@ -197,17 +206,56 @@ describe('GET /metrics', () => {
     expect(valueOf(done, 'newsletter_queue_jobs', { queue: SEND_QUEUE_NAME, state: 'waiting' })).toBe(0);
     expect(valueOf(done, 'newsletter_queue_oldest_waiting_seconds', { queue: SEND_QUEUE_NAME })).toBe(0);
     // This process's own default metrics, labelled as the server.
-    const self = `server/${hostname()}/${process.pid}`;
+    const self = processId('server');
     expect(processesOf(done)).toEqual([self]);
     expect(valueOf(done, 'process_resident_memory_bytes', { process: self, role: 'server' })).toBeGreaterThan(10 * 1024 * 1024);
+  });
+
+  it('counts a job put off (a paused send) as waiting from when it was due back, not from when it was last taken', async () => {
+    const harness = await createHarness('metrics-put-off');
+    const { services } = harness;
+    await seedSubscribers(services, 1);
+    const { sendId } = await harness.send('vol-138');
+    await pauseSend(services, { issueId: 'vol-138', who: 'test:ops' });
+    const worker = await harness.startWorker();
+    // The worker takes the job, finds the send paused, and puts the job off until its recheck.
+    const jobId = sendJobId(sendId, '1');
+    const parked = await waitFor(
+      async () => {
+        const job = await services.queue.getJob(jobId);
+        return job && (await job.isDelayed()) ? job : undefined;
+      },
+      10_000,
+      'the job to be put off',
+    );
+    await worker.close();
+    const takenAt = parked.processedOn ?? 0;
+    expect(takenAt).toBeGreaterThan(0);
+    expect(parked.data.putOffUntil).toBeGreaterThanOrEqual(takenAt + PAUSED_RECHECK_MS);
+
+    // As if that was twenty minutes ago, and the job was due back two seconds ago (the times
+    // moved back by hand): it waits again, and has waited two seconds, not twenty minutes.
+    const earlier = 20 * 60_000;
+    await services.redis.hset(services.queue.toKey(jobId), 'processedOn', String(takenAt - earlier), 'timestamp', String(parked.timestamp - earlier));
+    await parked.updateData({ ...parked.data, putOffUntil: Date.now() - 2_000 });
+    await parked.promote();
+    const result = await scrape(services);
+    expect(valueOf(result, 'newsletter_queue_jobs', { queue: SEND_QUEUE_NAME, state: 'waiting' })).toBe(1);
+    const waited = valueOf(result, 'newsletter_queue_oldest_waiting_seconds', { queue: SEND_QUEUE_NAME });
+    expect(waited).toBeGreaterThanOrEqual(2);
+    expect(waited).toBeLessThan(60);
   });
 
   it('shows every process that reports through Redis, and drops one that stops or dies', async () => {
     const harness = await createHarness('metrics-processes');
     const worker = await openServices(harness.config);
     onTestFinished(() => worker.close());
-    const self = `server/${hostname()}/${process.pid}`;
-    const workerId = `worker/${hostname()}/${process.pid}`;
+    const self = processId('server');
+    const workerId = processId('worker');
+    // Role, host and pid, and a random part drawn once per process: containers that all run as
+    // pid 1 on a shared hostname still report apart.
+    expect(self).toMatch(new RegExp(`^server/${hostname().replaceAll('.', '\\.')}/${process.pid}/[0-9a-f]{6}$`));
+    expect(workerId).toBe(self.replace(/^server\//, 'worker/'));
 
     // A worker's report, on a connection of its own, as another process would write it.
     const reporter = startMetricsReporter(worker, { role: 'worker', intervalMs: 200, messagesHandled: () => 7 });
@@ -225,18 +273,36 @@ describe('GET /metrics', () => {
     expect(valueOf(both, 'process_resident_memory_bytes', { process: workerId, role: 'worker' })).toBeGreaterThan(0);
     expect(valueOf(both, 'newsletter_process_messages_handled_total', { process: workerId, role: 'worker' })).toBe(7);
     expect(valueOf(both, 'newsletter_process_report_age_seconds', { process: workerId })).toBeLessThan(5);
-    // A histogram keeps its buckets per process.
-    const gcBuckets = both.samples.filter((sample) => sample.name === 'nodejs_gc_duration_seconds_bucket' && sample.labels.le === '+Inf');
-    expect(new Set(gcBuckets.map((sample) => sample.labels.process)).size).toBeGreaterThanOrEqual(1);
+    // A histogram keeps its buckets per process. Its series appear once a collection was seen:
+    // garbage made here brings one about, and the worker's next report has it too.
+    const gcProcesses = (result: Awaited<ReturnType<typeof scrape>>) =>
+      new Set(
+        result.samples
+          .filter((sample) => sample.name === 'nodejs_gc_duration_seconds_bucket' && sample.labels.le === '+Inf')
+          .map((sample) => sample.labels.process),
+      );
+    const withGc = await waitFor(
+      async () => {
+        makeGarbage();
+        const result = await scrape(harness.services);
+        return gcProcesses(result).size === 2 ? result : undefined;
+      },
+      10_000,
+      'a garbage collection in both processes’ metrics',
+    );
+    expect(gcProcesses(withGc)).toEqual(new Set([self, workerId]));
 
     // Stopped cleanly: gone at once.
     await reporter.stop();
     expect(processesOf(await scrape(harness.services))).toEqual([self]);
 
-    // A process that died leaves its last report, which expires by itself.
+    // A process that died leaves its last report, which expires by itself. Seen first under a
+    // lifetime no slow scrape outlasts; then its last report, with a short one, runs out.
     const store = new MetricsStore(harness.services.redis, harness.config.redis.prefix);
-    await store.saveReport('worker/gone/1', { role: 'worker', pid: 1, host: 'gone', reportedAt: new Date().toISOString(), metrics: '[]' }, 300);
-    expect(valueOf(await scrape(harness.services), 'newsletter_process_report_age_seconds', { process: 'worker/gone/1', role: 'worker' })).toBeLessThan(1);
+    const goneReport = () => ({ role: 'worker', pid: 1, host: 'gone', reportedAt: new Date().toISOString(), metrics: '[]' });
+    await store.saveReport('worker/gone/1', goneReport(), 60_000);
+    expect(valueOf(await scrape(harness.services), 'newsletter_process_report_age_seconds', { process: 'worker/gone/1', role: 'worker' })).toBeLessThan(5);
+    await store.saveReport('worker/gone/1', goneReport(), 200);
     await waitFor(
       async () => !(await scrape(harness.services)).samples.some((sample) => sample.labels.process === 'worker/gone/1'),
       5_000,

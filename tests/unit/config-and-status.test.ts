@@ -3,7 +3,6 @@ import { ConfigError, parseConfig } from '../../config/index.ts';
 import { MINIMAL_VALID_ENV as valid } from '../support/test-config.ts';
 import { computeSendStatus } from '../../src/core/send-status.ts';
 
-
 describe('config', () => {
   it('parses a valid environment into a frozen object with defaults', () => {
     const config = parseConfig(valid);

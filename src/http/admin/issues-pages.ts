@@ -161,7 +161,7 @@ export function registerIssuePages(scope: FastifyInstance, services: Services): 
     try {
       if (formField(request.body, 'confirm') !== 'yes') throw new UserFacingError('The send was not confirmed: use the button on the confirmation page.');
       if (!LIST_NAME_SHAPE.test(list)) throw new UserFacingError(`"${list}" is not a list name: lower-case letters, digits, - and _ (e.g. weekly).`);
-      const { sendId, resumed } = await startSend(services, { issueId, list, resend: false });
+      const { sendId, resumed } = await startSend(services, { issueId, list, resend: false, requestedBy: actorName(request) });
       request.log.info({ issueId, list, sendId, resumed, by: actorName(request) }, 'send started from the console');
       return reply.redirect(`/admin/sends/${encodeURIComponent(sendId)}`, 303);
     } catch (error) {

@@ -102,7 +102,7 @@ export async function registerApiRoutes(api: FastifyInstance, services: Services
       const schedule = await createSchedule(services, { kind: 'once', issue: body.issue, list: body.list, at: body.at }, who);
       return reply.code(201).header('location', `/api/schedules/${schedule.id}`).send({ schedule });
     }
-    const started = await startSend(services, { issueId: body.issue, list: body.list, resend: body.resend ?? false });
+    const started = await startSend(services, { issueId: body.issue, list: body.list, resend: body.resend ?? false, requestedBy: who });
     request.log.info({ sendId: started.sendId, who, resumed: started.resumed }, 'send started through the API');
     const send = await requireSummary(services, started.sendId);
     return reply.code(201).header('location', `/api/sends/${started.sendId}`).send({ send, resumed: started.resumed, warnings: started.warnings });
