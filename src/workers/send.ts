@@ -215,9 +215,11 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
 
   // Jobs this process finished (any outcome), for its line in /metrics.
   let messagesHandled = 0;
-  const countHandled = () => void messagesHandled++;
-  worker.on('completed', countHandled);
-  worker.on('failed', countHandled);
+  worker.on('completed', () => void messagesHandled++);
+  // A failed attempt that BullMQ will retry is not a message handled yet; the last one is.
+  worker.on('failed', (job) => {
+    if (!job || job.attemptsMade >= (job.opts.attempts ?? 1) || job.finishedOn !== undefined) messagesHandled += 1;
+  });
   const duties = options.duties ? startBackgroundDuties(services, 'worker', { messagesHandled: () => messagesHandled }) : undefined;
   let closing: Promise<{ handedBack: boolean }> | undefined;
   return {
