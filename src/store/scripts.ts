@@ -37,7 +37,7 @@ export const SCRIPTS = {
   markRecipient: {
     file: 'mark-recipient.lua',
     keys: ['send', 'recipients', 'failures', 'queuedJobs', 'claims', 'progress', 'domains'],
-    argv: ['subscriberId', 'state', 'now', 'failure', 'reason', 'bucket', 'domain'],
+    argv: ['subscriberId', 'state', 'now', 'failure', 'reason', 'bucket', 'domain', 'onlyIfJob'],
     reply: z.string(),
   },
   claimRecipient: {

@@ -312,6 +312,8 @@ export class SendStore extends RedisStore {
      * it; when it is not given, it is looked up (one more read, on the rarer paths only).
      */
     domain?: string,
+    /** A late record of this job: it applies only while the job is still the recipient's (mark-recipient.lua). */
+    onlyIfJob?: string,
   ): Promise<boolean> {
     let recipientDomain = domain;
     if (recipientDomain === undefined) {
@@ -346,6 +348,7 @@ export class SendStore extends RedisStore {
         reason: reason ?? '',
         bucket: progressBucket(Date.now()),
         domain: recipientDomain,
+        onlyIfJob: onlyIfJob ?? '',
       },
     );
     return previous === 'queued';

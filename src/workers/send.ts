@@ -207,7 +207,8 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
         if (claim && Date.now() - claim.at < CLAIM_MAX_AGE_MS && (await services.control.workerAlive(claim.workerId))) {
           throw new Error(`recipient ${subscriberId} is claimed by a live worker (${claim.workerId})`);
         }
-        return sends.markRecipient(sendId, subscriberId, 'failed', failure);
+        // Only while this job is still the recipient's: a --retry-failed round may have given it a new job since.
+        return sends.markRecipient(sendId, subscriberId, 'failed', failure, undefined, undefined, job.id);
       },
       { sendId, subscriberId, what: `a failure (${failure.code})` },
     );

@@ -2,7 +2,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { retryFailedRecipients } from '../../src/app/start-send.ts';
 import { startPrivateRedis } from '../../src/dev/private-redis.ts';
 import { redisKeys } from '../../src/store/keys.ts';
-import { retryJobId } from '../../src/store/send-queue.ts';
+import { retryJobId, sendJobId } from '../../src/store/send-queue.ts';
 import { withFault } from '../support/faults.ts';
 import { createHarness, seedSubscribers, type Harness } from '../support/harness.ts';
 
@@ -87,6 +87,25 @@ describe('send --retry-failed, a page at a time', () => {
     expect((await services.sends.failures(sendId, 1000)).map(({ subscriberId }) => Number(subscriberId)).sort((a, b) => a - b)).toEqual([50, 100, 150]);
     // Nothing left to retry.
     expect(await retryFailedRecipients(services, { issueId: 'vol-138', list: 'weekly' })).toEqual({ sendId, requeued: 0, repaired: 0, acceptedLate: 0 });
+  });
+
+  it("a worker's late failure record of an old job does not land on a recipient a retry round gave a new job", async () => {
+    // No worker: the recipients stay queued, each assigned to its job, as a retry round leaves them.
+    const harness = await createHarness('retry-late-record');
+    const { services } = harness;
+    await seedSubscribers(services, 2);
+    const { sendId } = await harness.send('vol-138');
+    const failure = { at: new Date().toISOString(), permanent: false, code: 'EJOB', response: 'late', attempts: 1 };
+    // The record of a job that is no longer the recipient's (the first round's, say) changes nothing…
+    expect(await services.sends.markRecipient(sendId, '1', 'failed', failure, undefined, undefined, retryJobId(sendId, '1', 7))).toBe(false);
+    expect(await services.sends.recipientStates(sendId, ['1'])).toEqual(['queued']);
+    // …nor does one for a recipient put back to queued whose new job is not assigned yet.
+    await services.redis.hdel(redisKeys(harness.config.redis.prefix).sendQueuedJobs(sendId), '2');
+    expect(await services.sends.markRecipient(sendId, '2', 'failed', failure, undefined, undefined, sendJobId(sendId, '2'))).toBe(false);
+    expect(await services.sends.recipientStates(sendId, ['2'])).toEqual(['queued']);
+    // The record of the job that is the recipient's applies.
+    expect(await services.sends.markRecipient(sendId, '1', 'failed', failure, undefined, undefined, sendJobId(sendId, '1'))).toBe(true);
+    expect(await services.sends.recipientStates(sendId, ['1'])).toEqual(['failed']);
   });
 
   it('a run that dies between requeueing a page and adding its jobs leaves those recipients to the next run', async () => {
