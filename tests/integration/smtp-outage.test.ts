@@ -57,7 +57,15 @@ async function expectNoAttemptSpentYet(services: Services, count: number): Promi
 
 /** Every job completed on its first and only attempt. */
 async function expectEveryJobDoneFirstTime(services: Services, count: number): Promise<void> {
-  const completed = await services.queue.getJobs(['completed']);
+  // A job records its recipient before BullMQ moves it to completed: the send can be over a moment before its last job is.
+  const completed = await waitFor(
+    async () => {
+      const jobs = await services.queue.getJobs(['completed']);
+      return jobs.length >= count ? jobs : undefined;
+    },
+    5_000,
+    async () => `${count} completed jobs (have ${await services.queue.getCompletedCount()})`,
+  );
   expect(completed).toHaveLength(count);
   for (const job of completed) expect(job.attemptsMade).toBe(1);
   expect(await services.queue.getFailedCount()).toBe(0);
