@@ -1,4 +1,4 @@
-import type { FailureRow, SendSummary } from '../../app/dashboard.ts';
+import type { DomainRow, FailureRow, SendSummary } from '../../app/dashboard.ts';
 import type { SendAction } from '../../app/send-actions.ts';
 import { can, ROLES } from '../../core/roles.ts';
 import { escape } from '../public/page.ts';
@@ -137,14 +137,7 @@ export function dashboardBody(summaries: readonly SendSummary[], options: { read
 export interface SendPageInput {
   readonly summary: SendSummary;
   readonly series: readonly ProgressPoint[];
-  readonly domains: readonly {
-    readonly domain: string;
-    readonly accepted: number;
-    readonly failed: number;
-    readonly skipped: number;
-    readonly bounced: number;
-    readonly complained: number;
-  }[];
+  readonly domains: readonly DomainRow[];
   /** The failures table's page; undefined when the viewer may not see who failed (sends.failures): the section says who may. */
   readonly failures: { readonly rows: readonly FailureRow[]; readonly total: number; readonly page: number; readonly pageSize: number } | undefined;
   readonly query: FailuresQuery;
