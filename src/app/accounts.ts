@@ -135,6 +135,21 @@ function userActor(user: StoredUser): Actor {
   return { kind: 'user', id: user.emailKey, name: user.email, role: user.role };
 }
 
+/** An address that already has a console user (in any case): the console and the API answer 409. */
+export class UserExistsError extends UserFacingError {
+  override readonly name = 'UserExistsError';
+}
+
+/** An address with no console user: 404. */
+export class UnknownUserError extends UserFacingError {
+  override readonly name = 'UnknownUserError';
+}
+
+/** The last admin, whom removing would leave nobody to manage users: 409. */
+export class LastAdminError extends UserFacingError {
+  override readonly name = 'LastAdminError';
+}
+
 /**
  * Adds a console user with a role. Without a password one is generated and returned once: only
  * its hash is stored. UserFacingError for a malformed address, an unknown role, a password too
@@ -157,7 +172,7 @@ export async function addUser(
     createdAt: new Date().toISOString(),
     sessionNonce: newSessionNonce(),
   };
-  if ((await accountStore(services).addUser(user)) === 'exists') throw new UserFacingError(`a user with the address ${email} already exists`);
+  if ((await accountStore(services).addUser(user)) === 'exists') throw new UserExistsError(`a user with the address ${email} already exists`);
   return { user: userView(user), generatedPassword };
 }
 
@@ -170,8 +185,8 @@ export async function listUsers(services: AccountDeps): Promise<UserView[]> {
 /** Removes a console user. UserFacingError for an unknown address, or for the last admin (nobody could manage users after). */
 export async function removeUser(services: AccountDeps, email: string): Promise<void> {
   const outcome = await accountStore(services).removeUser(emailKey(email));
-  if (outcome === 'missing') throw new UserFacingError(`no user with the address ${email.trim()}`);
-  if (outcome === 'last-admin') throw new UserFacingError(`${email.trim()} is the last admin; add another admin first, so someone can still manage users`);
+  if (outcome === 'missing') throw new UnknownUserError(`no user with the address ${email.trim()}`);
+  if (outcome === 'last-admin') throw new LastAdminError(`${email.trim()} is the last admin; add another admin first, so someone can still manage users`);
 }
 
 /**

@@ -166,7 +166,7 @@ describe('console users', () => {
       const outcomes = await Promise.allSettled(admins.map((email) => removeUser(services, email)));
       expect(outcomes.filter((outcome) => outcome.status === 'fulfilled')).toHaveLength(1);
       const refused = outcomes.find((outcome) => outcome.status === 'rejected');
-      expect(String(refused?.reason)).toMatch(/^UserFacingError: \S+ is the last admin/);
+      expect(String(refused?.reason)).toMatch(/^LastAdminError: \S+ is the last admin/);
       expect((await listUsers(services)).filter((user) => user.role === 'admin')).toHaveLength(1);
     }
   });

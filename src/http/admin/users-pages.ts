@@ -1,6 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { addUser, createToken, listTokens, listUsers, removeUser, revokeToken } from '../../app/accounts.ts';
-import { emailKey } from '../../core/address.ts';
+import { addUser, createToken, LastAdminError, listTokens, listUsers, removeUser, revokeToken, UnknownUserError, UserExistsError } from '../../app/accounts.ts';
 import { UserFacingError } from '../../core/errors.ts';
 import { isRole, ROLES, type Role } from '../../core/roles.ts';
 import type { Services } from '../../services.ts';
@@ -54,9 +53,8 @@ export function registerUserPages(scope: FastifyInstance, services: Services): v
       });
     } catch (error) {
       if (!(error instanceof UserFacingError)) throw error;
-      // With a valid role, the one refusal of an address that has a user (a valid one, then) is the duplicate: 409,
-      // a state that refuses, as the API answers it. Anything else is the input: 400.
-      const status = isRole(role) && (await hasUser(services, email)) ? 409 : 400;
+      // A duplicate is a state that refuses (409, as the API answers it); anything else is the input: 400.
+      const status = error instanceof UserExistsError ? 409 : 400;
       return sendUsersPage(reply, request, services, { status, before: problem(error.message), typed: { email, role } });
     }
   });
@@ -68,7 +66,7 @@ export function registerUserPages(scope: FastifyInstance, services: Services): v
     } catch (error) {
       if (!(error instanceof UserFacingError)) throw error;
       // No such user: 404. The user is there but may not go (the last admin): 409.
-      const status = (await hasUser(services, email)) ? 409 : 404;
+      const status = error instanceof UnknownUserError ? 404 : error instanceof LastAdminError ? 409 : 400;
       return sendUsersPage(reply, request, services, { status, before: problem(error.message) });
     }
     request.log.info({ user: email, by: actorName(request) }, 'console user removed');
@@ -107,16 +105,6 @@ export function registerUserPages(scope: FastifyInstance, services: Services): v
     request.log.info({ tokenId: id, by: actorName(request) }, 'API token revoked');
     return reply.redirect('/admin/users?done=token-revoked', 303);
   });
-}
-
-/**
- * Whether a console user has this address (in any case). accounts.ts refuses a duplicate, an
- * unknown user and the last admin with the same UserFacingError class, so a refusal's status is
- * told from the accounts as they stand after it, not from its wording.
- */
-async function hasUser(services: Services, email: string): Promise<boolean> {
-  const wanted = emailKey(email);
-  return wanted !== '' && (await listUsers(services)).some((user) => emailKey(user.email) === wanted);
 }
 
 /** What was typed into the add forms, shown again when it was refused. */
