@@ -100,7 +100,7 @@ async function main(): Promise<void> {
             const failure = permanent
               ? { at, permanent, code: 'EENVELOPE', responseCode: 550, response: '550 5.1.1 User unknown', attempts: 1 }
               : { at, permanent, code: 'EENVELOPE', responseCode: 451, response: '451 4.2.1 Mailbox busy, try again later', attempts: 5 };
-            return sends.markRecipient(sendId, id, 'failed', failure);
+            return sends.markRecipient(sendId, id, 'failed', { failure });
           }),
         );
       }

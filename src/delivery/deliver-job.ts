@@ -153,7 +153,7 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
     };
     const recordFailure = async (failure: Omit<RecipientFailure, 'at' | 'attempts'>, cause: string, messageId?: string): Promise<void> => {
       await recordFinal(
-        () => sends.markRecipient(sendId, subscriberId, 'failed', { ...failure, at: new Date().toISOString(), attempts }, undefined, recipientDomain),
+        () => sends.markRecipient(sendId, subscriberId, 'failed', { failure: { ...failure, at: new Date().toISOString(), attempts }, domain: recipientDomain }),
         'the failure',
       );
       log.warn(
@@ -193,7 +193,7 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       throw new DelayedError();
     };
     const skipCancelled = async (): Promise<DeliveryOutcome> => {
-      await recordFinal(() => sends.markRecipient(sendId, subscriberId, 'skipped', undefined, 'cancelled', recipientDomain), 'the skip');
+      await recordFinal(() => sends.markRecipient(sendId, subscriberId, 'skipped', { reason: 'cancelled', domain: recipientDomain }), 'the skip');
       log.info({ outcome: 'skipped', reason: 'cancelled' }, 'skipped: the send was cancelled');
       return { outcome: 'skipped', reason: 'send cancelled' };
     };
@@ -217,7 +217,7 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
     // This process already had this message accepted but could not record it (the job came back
     // after a lost lock, say): record it now, and never send it again.
     if (deps.acceptedUnrecorded.has(acceptanceKey(sendId, subscriberId))) {
-      await recordFinal(() => sends.markRecipient(sendId, subscriberId, 'accepted', undefined, undefined, recipientDomain), 'an earlier acceptance');
+      await recordFinal(() => sends.markRecipient(sendId, subscriberId, 'accepted', { domain: recipientDomain }), 'an earlier acceptance');
       deps.acceptedUnrecorded.delete(acceptanceKey(sendId, subscriberId));
       log.info({ outcome: 'accepted', late: true }, 'accepted (recorded late)');
       return { outcome: 'already-done', state: 'accepted' };
@@ -232,7 +232,7 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
     const subscriber = subscriberRead.value;
     if (!subscriber || subscriber.status !== 'active') {
       const reason = subscriber ? `subscriber is ${subscriber.status}` : 'subscriber no longer exists';
-      await recordFinal(() => sends.markRecipient(sendId, subscriberId, 'skipped', undefined, undefined, recipientDomain), 'the skip');
+      await recordFinal(() => sends.markRecipient(sendId, subscriberId, 'skipped', { domain: recipientDomain }), 'the skip');
       log.info({ outcome: 'skipped', reason }, 'skipped');
       return { outcome: 'skipped', reason };
     }
@@ -404,7 +404,7 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
       }
       // The server has the message now. Whatever happens next, this job must not send it again.
       try {
-        await record(() => sends.markRecipient(sendId, subscriberId, 'accepted', undefined, undefined, domain));
+        await record(() => sends.markRecipient(sendId, subscriberId, 'accepted', { domain }));
       } catch (recordError) {
         // Keep trying at once, in the background, and end the job so BullMQ never runs it again.
         // If its lock lapses before Redis is back, the job may come back: this process knows not to
@@ -414,7 +414,7 @@ export function createDeliveryHandler(deps: DeliveryDeps): (job: Job<SendJobData
         deps.recordLater(
           // Forgotten only once recorded: a failed try in between must not let this process send it again.
           async () => {
-            const changed = await sends.markRecipient(sendId, subscriberId, 'accepted', undefined, undefined, domain);
+            const changed = await sends.markRecipient(sendId, subscriberId, 'accepted', { domain });
             deps.acceptedUnrecorded.delete(acceptanceKey(sendId, subscriberId));
             return changed;
           },

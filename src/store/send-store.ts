@@ -105,6 +105,20 @@ function fanOutLeaseToken(holder: string): string {
 /** How often create() proposes a new send id when another send of the same issue raced it. */
 const MAX_CREATE_RACES = 10;
 
+/** What goes with a recipient's final state (SendStore.markRecipient). */
+export interface RecipientRecordDetails {
+  readonly failure?: RecipientFailure | undefined;
+  /** Why a recipient was skipped, counted apart on the send (e.g. cancelled). */
+  readonly reason?: string | undefined;
+  /**
+   * The recipient's domain, for the per-domain counters ('' when unknown). The job handler knows
+   * it; when it is not given, it is looked up (one more read, on the rarer paths only).
+   */
+  readonly domain?: string | undefined;
+  /** A late record of this job: it applies only while the job is still the recipient's (mark-recipient.lua). */
+  readonly onlyIfJob?: string | undefined;
+}
+
 /** Sends, their compiled issue and their per-recipient record, in Redis. */
 export class SendStore extends RedisStore {
   /**
@@ -296,25 +310,12 @@ export class SendStore extends RedisStore {
   }
 
   /**
-   * Moves a recipient from queued to a final state. Returns false when it was not queued (already
+   * Moves a recipient from queued to a final state (with `details`, see RecipientRecordDetails). Returns false when it was not queued (already
    * final), so the caller knows nothing was counted. The send's progress and per-domain counters
    * move in the same script call.
    */
-  async markRecipient(
-    sendId: string,
-    subscriberId: string,
-    state: Exclude<RecipientState, 'queued'>,
-    failure?: RecipientFailure,
-    /** Why a recipient was skipped, counted apart on the send (e.g. cancelled). */
-    reason?: string,
-    /**
-     * The recipient's domain, for the per-domain counters ('' when unknown). The job handler knows
-     * it; when it is not given, it is looked up (one more read, on the rarer paths only).
-     */
-    domain?: string,
-    /** A late record of this job: it applies only while the job is still the recipient's (mark-recipient.lua). */
-    onlyIfJob?: string,
-  ): Promise<boolean> {
+  async markRecipient(sendId: string, subscriberId: string, state: Exclude<RecipientState, 'queued'>, details: RecipientRecordDetails = {}): Promise<boolean> {
+    const { failure, reason, domain, onlyIfJob } = details;
     let recipientDomain = domain;
     if (recipientDomain === undefined) {
       // Read with the recipient's state, in the same round trip: a record for a recipient already

@@ -208,7 +208,7 @@ export async function startSendWorker(config: Config, options: SendWorkerOptions
           throw new Error(`recipient ${subscriberId} is claimed by a live worker (${claim.workerId})`);
         }
         // Only while this job is still the recipient's: a --retry-failed round may have given it a new job since.
-        return sends.markRecipient(sendId, subscriberId, 'failed', failure, undefined, undefined, job.id);
+        return sends.markRecipient(sendId, subscriberId, 'failed', { failure, onlyIfJob: job.id });
       },
       { sendId, subscriberId, what: `a failure (${failure.code})` },
     );

@@ -64,11 +64,7 @@ async function finishedSend(): Promise<{ harness: Harness; sendId: string }> {
   const odd = subscribers[44]!.id; // reader45@mail.example.net
   expect(
     await services.sends.markRecipient(sendId, odd, 'failed', {
-      at: new Date().toISOString(),
-      permanent: true,
-      code: 'ECOMPOSE',
-      response: ODD_REASON,
-      attempts: 1,
+      failure: { at: new Date().toISOString(), permanent: true, code: 'ECOMPOSE', response: ODD_REASON, attempts: 1 },
     }),
   ).toBe(true);
   await harness.startWorker();

@@ -97,14 +97,14 @@ describe('send --retry-failed, a page at a time', () => {
     const { sendId } = await harness.send('vol-138');
     const failure = { at: new Date().toISOString(), permanent: false, code: 'EJOB', response: 'late', attempts: 1 };
     // The record of a job that is no longer the recipient's (the first round's, say) changes nothing…
-    expect(await services.sends.markRecipient(sendId, '1', 'failed', failure, undefined, undefined, retryJobId(sendId, '1', 7))).toBe(false);
+    expect(await services.sends.markRecipient(sendId, '1', 'failed', { failure, onlyIfJob: retryJobId(sendId, '1', 7) })).toBe(false);
     expect(await services.sends.recipientStates(sendId, ['1'])).toEqual(['queued']);
     // …nor does one for a recipient put back to queued whose new job is not assigned yet.
     await services.redis.hdel(redisKeys(harness.config.redis.prefix).sendQueuedJobs(sendId), '2');
-    expect(await services.sends.markRecipient(sendId, '2', 'failed', failure, undefined, undefined, sendJobId(sendId, '2'))).toBe(false);
+    expect(await services.sends.markRecipient(sendId, '2', 'failed', { failure, onlyIfJob: sendJobId(sendId, '2') })).toBe(false);
     expect(await services.sends.recipientStates(sendId, ['2'])).toEqual(['queued']);
     // The record of the job that is the recipient's applies.
-    expect(await services.sends.markRecipient(sendId, '1', 'failed', failure, undefined, undefined, sendJobId(sendId, '1'))).toBe(true);
+    expect(await services.sends.markRecipient(sendId, '1', 'failed', { failure, onlyIfJob: sendJobId(sendId, '1') })).toBe(true);
     expect(await services.sends.recipientStates(sendId, ['1'])).toEqual(['failed']);
   });
 
